@@ -1,0 +1,4 @@
+"""``python -m mvmr`` (and ``torchrun -m mvmr``) runs the CLI."""
+from .cli import main
+
+main()

@@ -1,0 +1,5 @@
+"""Losses as plain functions and modules, with no training-loop knowledge: import them into any loop."""
+from .dcor import distance_correlation, safe_sqrt
+from .mvmr import MVMRObjective, invariance_loss, variance_loss, weighted_total
+
+__all__ = ["distance_correlation", "safe_sqrt", "invariance_loss", "variance_loss", "weighted_total", "MVMRObjective"]

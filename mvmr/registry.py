@@ -1,0 +1,191 @@
+"""Name -> provider-factory registries, extended from outside by decorator, function or entry point.
+
+A name is either exact (``hog``) or a *family* prefix that takes a spec after a colon (``timm:resnet18`` is the
+family ``timm`` with spec ``resnet18``); a family factory receives the spec as its first argument. Installed
+packages add providers through the entry-point groups ``mvmr.extractors`` and ``mvmr.teachers``; an entry point
+names either a module (importing it registers its providers) or a factory (registered under the entry point's name).
+"""
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import inspect
+import types
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from .errors import ProviderParamError, RegistryError
+from .providers import Provider, freeze
+
+
+@dataclass
+class _Entry:
+    factory: Callable[..., Provider]
+    family: bool
+    origin: str
+
+
+def _origin(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+class Registry:
+    """One registry per kind of provider ("extractor", "teacher")."""
+
+    def __init__(self, kind: str, group: str) -> None:
+        self.kind = kind
+        self.group = group
+        self._entries: dict[str, _Entry] = {}
+        self._entry_points: Optional[dict[str, importlib.metadata.EntryPoint]] = None
+        self._loaded_eps: set[str] = set()
+
+    # -- registration ---------------------------------------------------------------------------------------------
+    def register(self, name: Optional[str] = None, factory: Optional[Callable[..., Provider]] = None, *,
+                 family: bool = False):
+        """``@register("name")`` / ``@register`` as a decorator, or ``register("name", factory)`` as a function."""
+        if callable(name) and factory is None:  # bare decorator: @register
+            factory, name = name, None
+        if factory is None:
+            return lambda f: self.register(name, f, family=family)
+        key = name or getattr(factory, "name", None) or factory.__name__.lower()
+        if ":" in key:
+            raise RegistryError(f"{self.kind} name '{key}' may not contain ':' (that separates a family from its spec)")
+        old = self._entries.get(key)
+        if old is not None and old.factory is not factory:
+            raise RegistryError(
+                f"{self.kind} '{key}' is registered twice: by {old.origin} and by {_origin(factory)}; "
+                f"rename one of them"
+            )
+        self._entries[key] = _Entry(factory, family, _origin(factory))
+        return factory
+
+    def unregister(self, name: str) -> None:
+        """Remove a registration (for tests and interactive sessions)."""
+        self._entries.pop(name, None)
+
+    # -- entry points ---------------------------------------------------------------------------------------------
+    def _eps(self) -> dict[str, importlib.metadata.EntryPoint]:
+        if self._entry_points is None:
+            self._entry_points = {ep.name: ep for ep in importlib.metadata.entry_points(group=self.group)}
+        return self._entry_points
+
+    def _load_entry_point(self, name: str) -> None:
+        ep = self._eps().get(name)
+        if ep is None or name in self._loaded_eps:
+            return
+        self._loaded_eps.add(name)
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plug-in must say which one it is
+            raise RegistryError(f"{self.kind} entry point '{name}' ({ep.value}) failed to load: {exc}") from exc
+        if not isinstance(obj, types.ModuleType) and name not in self._entries:
+            self.register(name, obj, family=bool(getattr(obj, "family", False)))
+        if name not in self._entries:
+            raise RegistryError(
+                f"{self.kind} entry point '{name}' ({ep.value}) loaded but registered nothing under that name"
+            )
+
+    def refresh(self) -> None:
+        """Forget the cached entry-point list (after installing a plug-in in a running process)."""
+        self._entry_points = None
+
+    # -- lookup ---------------------------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        """Every registered name, loading all installed entry points."""
+        for name in list(self._eps()):
+            if name not in self._entries:
+                self._load_entry_point(name)
+        return sorted(self._entries)
+
+    def is_family(self, name: str) -> bool:
+        """True when ``name`` is a family prefix that takes a spec (``timm`` in ``timm:resnet18``)."""
+        return self.lookup_entry(name).family
+
+    def factory(self, name: str) -> Callable[..., Provider]:
+        """The registered factory (class or function) for an exact or family name."""
+        return self.lookup_entry(name).factory
+
+    def lookup_entry(self, name: str) -> _Entry:
+        if name not in self._entries:
+            self._load_entry_point(name)
+        if name not in self._entries:
+            self.lookup(name)  # raises the unknown-name error with suggestions
+        return self._entries[name]
+
+    def _display_names(self) -> list[str]:
+        return [f"{n}:<spec>" if self._entries[n].family else n for n in self.names()]
+
+    def lookup(self, name: str) -> tuple[_Entry, Optional[str]]:
+        """Entry for ``name`` and the family spec (None for an exact name)."""
+        base, sep, spec = name.partition(":")
+        if base not in self._entries:
+            self._load_entry_point(base)
+        entry = self._entries.get(base)
+        if entry is not None and entry.family == bool(sep) and (spec or not sep):
+            return entry, (spec if sep else None)
+        if entry is not None and entry.family:
+            raise RegistryError(f"{self.kind} '{base}' needs a spec: write '{base}:<spec>'")
+        known = self._display_names()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise RegistryError(f"unknown {self.kind} '{name}'{hint} registered: {', '.join(known) or '(none)'}")
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.lookup(name)
+        except RegistryError:
+            return False
+        return True
+
+    def create(self, name: str, **params: Any) -> Provider:
+        """Build the provider ``name`` with ``params``, frozen, remembering name and params for its fingerprint."""
+        entry, spec = self.lookup(name)
+        _check_params(self.kind, name, entry.factory, params, takes_spec=spec is not None)
+        try:
+            provider = entry.factory(spec, **params) if spec is not None else entry.factory(**params)
+        except (TypeError, ValueError) as exc:
+            raise ProviderParamError(f"{self.kind} '{name}': {exc}") from exc
+        if not isinstance(provider, Provider):
+            raise RegistryError(f"{self.kind} '{name}' ({entry.origin}) returned {type(provider).__name__}, "
+                                f"not an mvmr.Provider")
+        provider.name = name
+        provider.params = dict(params)
+        return freeze(provider)
+
+
+def _check_params(kind: str, name: str, factory: Callable, params: dict, takes_spec: bool) -> None:
+    """Reject parameters the factory does not accept, naming the provider, the parameter and what it accepts."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return
+    accepted = [p.name for p in sig.parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if takes_spec and accepted:
+        accepted = accepted[1:]
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    for key in params:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ProviderParamError(
+                f"{kind} '{name}' has no parameter '{key}'{hint}; accepted: {', '.join(accepted) or '(none)'}"
+            )
+
+
+extractors = Registry("extractor", "mvmr.extractors")
+teachers = Registry("teacher", "mvmr.teachers")
+
+
+def create_provider(name: str, **params: Any) -> Provider:
+    """Build an extractor or a teacher by name (a recipe's ``providers`` section mixes both)."""
+    hits = [reg for reg in (extractors, teachers) if name in reg]
+    if len(hits) > 1:
+        raise RegistryError(f"'{name}' is both an extractor and a teacher; rename one of them")
+    if not hits:
+        known = extractors._display_names() + teachers._display_names()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise RegistryError(f"unknown provider '{name}'{hint} registered: {', '.join(sorted(known))}")
+    return hits[0].create(name, **params)
