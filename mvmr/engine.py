@@ -1,0 +1,278 @@
+"""The one training loop. Method-agnostic: a method turns a batch into named loss terms; the engine does the rest
+(data, optimizer and schedule, precision, accumulation, checkpoints, resume, logging, online k-NN, summary).
+
+Determinism: the shuffle of epoch e comes from a generator seeded with (seed, e), and each image's augmentation
+from a generator seeded with (seed, e, index), so a resumed run sees exactly the batches an uninterrupted one sees.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from .config import Recipe, save_recipe
+from .data import TwoViews, augment_spec, build_dataset, has_labels
+from .errors import ConfigError
+from .eval import evaluate
+from .methods import Method, build_method
+
+
+# -- small pieces ------------------------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, precision: str):
+    """fp16/bf16 autocast on CUDA; on CPU only bf16 (fp16 recipes run in fp32 there)."""
+    if precision == "fp32" or (device.type == "cpu" and precision != "bf16"):
+        return nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
+    """Linear warmup to ``base_lr`` over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
+    """adam | adamw | sgd | lars through timm's optimizer factory (LARS skips bias and norm weights)."""
+    from timm.optim import create_optimizer_v2
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    holder = torch.nn.Module()
+    holder.params = torch.nn.ParameterList(params)
+    kwargs: dict[str, Any] = {"momentum": cfg.momentum} if cfg.name in ("sgd", "lars") else {}
+    return create_optimizer_v2(model if cfg.name == "lars" else holder, opt=cfg.name, lr=cfg.lr,
+                               weight_decay=cfg.weight_decay, filter_bias_and_bn=cfg.name == "lars", **kwargs)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class EpochSampler(Sampler[int]):
+    """The permutation of epoch e from a generator seeded with (seed, e), starting at position ``start``."""
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
+        self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g)[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return self.n - self.start
+
+
+# Keys that may change when a run is resumed: where and how long it runs, not what it computes.
+RESUMABLE_KEYS = ("max_steps", "progress", "num_workers", "device", "checkpoint_every", "log_every", "tensorboard")
+
+
+def _comparable(recipe: dict) -> dict:
+    trainer = {k: v for k, v in recipe["trainer"].items() if k not in RESUMABLE_KEYS}
+    return {**recipe, "trainer": trainer}
+
+
+# -- the run -----------------------------------------------------------------------------------------------------
+class Run:
+    """One training run in a folder: recipe.yaml, metrics.jsonl, checkpoints/last.pt, summary.json."""
+
+    def __init__(self, recipe: Recipe, out_dir: Path, resume: bool = False, console=None) -> None:
+        self.recipe, self.out = recipe, Path(out_dir)
+        self.console = console
+        self.ckpt_path = self.out / "checkpoints" / "last.pt"
+        if resume and not self.ckpt_path.is_file():
+            raise ConfigError(f"--resume: no checkpoint at {self.ckpt_path}")
+        if not resume and self.ckpt_path.is_file():
+            raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        t = recipe.trainer
+        self.device = resolve_device(t.device)
+        seed_everything(t.seed)
+        base = build_dataset(recipe.data, "ssl")
+        self.dataset = TwoViews(base, recipe.data.image_size, augment_spec(recipe.data), seed=t.seed)
+        o = recipe.optim
+        if len(self.dataset) < o.batch_size:
+            raise ConfigError(f"optim.batch_size={o.batch_size} exceeds the {len(self.dataset)} training images")
+        self.steps_per_epoch = len(self.dataset) // (o.batch_size * o.accumulate)
+        if self.steps_per_epoch == 0:
+            raise ConfigError("optim.batch_size × optim.accumulate exceeds the dataset; lower one of them")
+        self.total_steps = self.steps_per_epoch * o.epochs
+        self.warmup_steps = int(round(o.warmup_epochs * self.steps_per_epoch))
+        self.method: Method = build_method(recipe).to(self.device)
+        if recipe.student.channels_last:
+            self.method.student.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(self.method, o)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.device.type == "cuda" and t.precision == "fp16")
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.evaluate_online = recipe.eval.knn_every > 0 and has_labels(recipe.data)
+        self.summary: dict[str, Any] = {}
+        self.tb = None
+        if resume:
+            self._load()
+
+    # checkpoints
+    def _state(self) -> dict[str, Any]:
+        return {"recipe": self.recipe.to_dict(), "method": self.method.trainable_state(),
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "summary": self.summary, "torch_rng": torch.get_rng_state()}
+
+    def save(self) -> None:
+        atomic_save(self._state(), self.ckpt_path)
+
+    def _load(self) -> None:
+        state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        if _comparable(state["recipe"]) != _comparable(self.recipe.to_dict()):
+            raise ConfigError(f"--resume: the recipe differs from the one saved in {self.ckpt_path}; "
+                              f"resume with the saved recipe ({self.out / 'recipe.yaml'})")
+        self.method.load_trainable_state(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.summary = state["summary"]
+        torch.set_rng_state(state["torch_rng"])
+
+    # logging
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self.tb.add_scalar(k, v, record.get("step", self.step))
+
+    def knn(self) -> dict[str, float]:
+        e = self.recipe.eval
+        result = evaluate(self.method.student, self.recipe.data, "knn", e.knn_k, e.knn_t, e.limit,
+                          str(self.device), self.recipe.optim.batch_size)
+        return {"knn_top1": result["top1"], "knn_top5": result["top5"]}
+
+    def _loader(self) -> DataLoader:
+        o, t = self.recipe.optim, self.recipe.trainer
+        self.dataset.epoch = self.epoch
+        start = self.batch_in_epoch * o.batch_size * o.accumulate
+        sampler = EpochSampler(len(self.dataset), t.seed, self.epoch, start)
+        return DataLoader(self.dataset, batch_size=o.batch_size, sampler=sampler, drop_last=True,
+                          num_workers=t.num_workers, pin_memory=self.device.type == "cuda",
+                          persistent_workers=False)
+
+    def train(self) -> dict[str, Any]:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        r, o, t = self.recipe, self.recipe.optim, self.recipe.trainer
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_recipe(r, self.out / "recipe.yaml")
+        if t.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.out / "tensorboard"))
+        if self.step == 0 and self.evaluate_online and "knn_top1_at_init" not in self.summary:
+            init = self.knn()
+            self.summary.update({"knn_top1_at_init": init["knn_top1"], "knn_top5_at_init": init["knn_top5"]})
+            self.log({"step": 0, "epoch": 0, **{f"{k}_at_init": v for k, v in init.items()}})
+        last_step = min(self.total_steps, t.max_steps or self.total_steps)
+        self.method.train()
+        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                            TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=self.console,
+                            disable=not t.progress)
+        started, seen = time.perf_counter(), 0
+        with progress:
+            task = progress.add_task("train", total=last_step, completed=self.step, info="")
+            while self.step < last_step:
+                tick, images = time.perf_counter(), 0
+                for i, batch in enumerate(self._loader()):
+                    batch = [b.to(self.device, non_blocking=True) if torch.is_tensor(b) else b for b in batch]
+                    if r.student.channels_last:
+                        batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
+                        batch[1] = batch[1].contiguous(memory_format=torch.channels_last)
+                    with autocast_for(self.device, t.precision):
+                        loss, terms = self.method.training_step(batch, self.step / self.total_steps)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss became {loss.item()} at step {self.step}: "
+                                                 + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items()))
+                    self.scaler.scale(loss / o.accumulate).backward()
+                    images += batch[0].shape[0]
+                    if (i + 1) % o.accumulate:
+                        continue
+                    lr = lr_at(self.step, self.total_steps, self.warmup_steps, o.lr)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.method.after_optimizer_step(self.step / self.total_steps)
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    seen += images
+                    speed = images / max(1e-9, time.perf_counter() - tick)
+                    tick, images = time.perf_counter(), 0
+                    if self.step % t.log_every == 0 or self.step == last_step:
+                        record = {"step": self.step, "epoch": self.epoch, "lr": lr, "loss": loss.item(),
+                                  **{k: v.item() for k, v in terms.items()}, "images_per_s": speed}
+                        self.log(record)
+                    progress.update(task, completed=self.step, info=f"loss {loss.item():.4f} " + " ".join(
+                        f"{k} {v.item():.3f}" for k, v in terms.items()) + f" | {speed:.0f} img/s")
+                    if self.step % t.checkpoint_every == 0:
+                        self.save()
+                    if self.step >= last_step or self.batch_in_epoch >= self.steps_per_epoch:
+                        break
+                if self.batch_in_epoch >= self.steps_per_epoch:
+                    self._end_epoch()
+        elapsed = time.perf_counter() - started
+        if self.evaluate_online:
+            self.summary.update(self.knn())
+        self.summary.update({"steps": self.step, "epochs_completed": self.epoch,
+                             "images_per_s": seen / max(elapsed, 1e-9)})
+        self.save()
+        (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2))
+        if self.tb is not None:
+            self.tb.close()
+        return self.summary
+
+    def _end_epoch(self) -> None:
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        record: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
+        e = self.recipe.eval
+        if self.evaluate_online and self.epoch % e.knn_every == 0:
+            record.update(self.knn())
+            self.method.train()
+        self.log(record)
+        self.save()
+
+
+def pretrain(recipe: Recipe, out_dir: Path, resume: bool = False, console=None) -> dict[str, Any]:
+    """Train ``recipe`` into ``out_dir`` (or continue it with ``resume``); returns the summary."""
+    return Run(recipe, out_dir, resume, console).train()

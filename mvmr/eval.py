@@ -1,0 +1,84 @@
+"""Evaluation of frozen features: weighted k-NN (InstDisc/DINO protocol) and a linear probe (scikit-learn)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .config import DataConfig
+from .data import OneView, build_dataset
+
+
+@torch.no_grad()
+def extract_features(encoder, dataset: Dataset, batch_size: int = 256, device: str = "cpu",
+                     num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backbone features (``encoder.embed`` for a Student, else ``encoder``) and labels of a dataset, in order."""
+    was_training = encoder.training
+    encoder.eval()
+    feats, labels = [], []
+    for images, y in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
+        feats.append(getattr(encoder, "embed", encoder)(images.to(device)).float().cpu())
+        labels.append(torch.as_tensor(y))
+    encoder.train(was_training)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def knn_classify(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                 k: int = 20, t: float = 0.07, chunk: int = 1024) -> dict[str, float]:
+    """Weighted k-NN on cosine similarity, votes exp(sim / t); returns top-1 and top-5 accuracy in percent."""
+    train_x = torch.nn.functional.normalize(train_x.float(), dim=1)
+    test_x = torch.nn.functional.normalize(test_x.float(), dim=1)
+    classes = int(max(train_y.max(), test_y.max())) + 1
+    k = min(k, len(train_x))
+    top1 = top5 = 0
+    for start in range(0, len(test_x), chunk):
+        sim = test_x[start:start + chunk] @ train_x.T
+        values, idx = sim.topk(k, dim=1)
+        votes = torch.zeros(len(sim), classes).scatter_add_(1, train_y[idx], (values / t).exp())
+        pred = votes.topk(min(5, classes), dim=1).indices
+        truth = test_y[start:start + chunk, None]
+        top1 += (pred[:, :1] == truth).any(1).sum().item()
+        top5 += (pred == truth).any(1).sum().item()
+    return {"top1": 100.0 * top1 / len(test_x), "top5": 100.0 * top5 / len(test_x)}
+
+
+def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                 max_iter: int = 1000, C: float = 1.0) -> dict[str, float]:
+    """Multinomial logistic regression on standardised frozen features; top-1 and top-5 accuracy in percent."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import top_k_accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=C))
+    clf.fit(train_x.numpy(), train_y.numpy())
+    proba = clf.predict_proba(test_x.numpy())
+    labels = clf.classes_
+    y = test_y.numpy()
+    top5 = top_k_accuracy_score(y, proba, k=min(5, len(labels)), labels=labels) if len(labels) > 2 else float("nan")
+    return {"top1": 100.0 * float((labels[proba.argmax(1)] == y).mean()), "top5": 100.0 * top5}
+
+
+def labelled_splits(cfg: DataConfig, limit: Optional[int] = None) -> tuple[Dataset, Dataset]:
+    """Original-view train and test datasets for evaluation, optionally cut to ``limit`` images each."""
+    train, test = (OneView(build_dataset(cfg, s), cfg.image_size) for s in ("train", "test"))
+    if limit is not None:
+        train = Subset(train, np.linspace(0, len(train) - 1, min(limit, len(train))).astype(int).tolist())
+        test = Subset(test, np.linspace(0, len(test) - 1, min(limit, len(test))).astype(int).tolist())
+    return train, test
+
+
+def evaluate(encoder, cfg: DataConfig, protocol: str = "knn", k: int = 20, t: float = 0.07,
+             limit: Optional[int] = None, device: str = "cpu", batch_size: int = 256) -> dict[str, float]:
+    """Extract features of the labelled splits and run ``knn`` or ``linear``."""
+    train, test = labelled_splits(cfg, limit)
+    tx, ty = extract_features(encoder, train, batch_size, device)
+    vx, vy = extract_features(encoder, test, batch_size, device)
+    if protocol == "knn":
+        return knn_classify(tx, ty, vx, vy, k, t)
+    return PROTOCOLS[protocol](tx, ty, vx, vy)
+
+
+PROTOCOLS = {"knn": knn_classify, "linear": linear_probe}

@@ -1,0 +1,98 @@
+"""Training methods: modules that turn a batch into named loss terms. The engine knows nothing else about them.
+
+Register a method with ``@register_method("name")``; a recipe selects it with ``method: name``. A method owns the
+student (``self.student``), and may own frozen providers (``self.providers``, never checkpointed: they are rebuilt
+from the recipe) and other trainable state (heads, EMA teachers), which is checkpointed.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Callable, Mapping, Optional
+
+import torch
+from torch import nn
+
+from .config import Recipe
+from .errors import ConfigError
+from .losses import MVMRObjective
+from .models import Student
+from .registry import create_provider
+
+_METHODS: dict[str, Callable[[Recipe], "Method"]] = {}
+
+
+def register_method(name: str):
+    """Decorator: register a Method class under ``method: name``."""
+    def wrap(cls):
+        _METHODS[name] = cls
+        return cls
+    return wrap
+
+
+def build_method(recipe: Recipe) -> "Method":
+    if recipe.method not in _METHODS:
+        raise ConfigError(f"unknown method '{recipe.method}' (recipe key 'method'); available: {', '.join(sorted(_METHODS))}")
+    return _METHODS[recipe.method](recipe)
+
+
+class Method(nn.Module, metaclass=abc.ABCMeta):
+    """Base class: ``training_step(batch, progress) -> (loss, terms)``; ``progress`` runs from 0 to 1 over training."""
+
+    student: Student
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__()
+        self.recipe = recipe
+        self.providers = nn.ModuleDict({
+            name: create_provider(name, **cfg.params) for name, cfg in recipe.providers.items()
+        })
+        self.feature_source: Optional[Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]] = None
+
+    def provider_features(self, images: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each provider's features of the original view; from ``feature_source`` (e.g. the cache) when set."""
+        out = {}
+        for name, provider in self.providers.items():
+            if self.feature_source is not None and provider.deterministic:
+                out[name] = self.feature_source(name, images, index)
+            else:
+                out[name] = provider(images)
+        return out
+
+    @abc.abstractmethod
+    def training_step(self, batch, progress: float) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
+        """The total loss and its named terms for one batch (original, augmented, label, index)."""
+
+    def after_optimizer_step(self, progress: float) -> None:
+        """Hook for EMA updates and the like."""
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """State to checkpoint: everything but the frozen providers."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("providers.")}
+
+    def load_trainable_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("providers.")]
+        if missing or unexpected:
+            raise ConfigError(f"checkpoint does not fit this recipe's model: missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}")
+
+
+@register_method("mvmr")
+class MVMR(Method):
+    """MV-MR: invariance, variance and dCor between the two embeddings, plus dCor to each provider's features."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__(recipe)
+        s, loss = recipe.student, recipe.loss
+        self.student = Student(s.backbone, s.small_stem, s.projector)
+        self.objective = MVMRObjective(
+            mse=loss.mse, variance=loss.variance, dcor_views=loss.dcor_views,
+            providers={name: cfg.weight for name, cfg in recipe.providers.items()},
+            std_margin=loss.std_margin, estimator=loss.dcor_estimator,
+        )
+
+    def training_step(self, batch, progress: float):
+        original, augmented, _, index = batch
+        z = self.student(original)
+        z_aug = self.student(augmented)
+        return self.objective(z_aug, z, self.provider_features(original, index))

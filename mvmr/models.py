@@ -1,0 +1,79 @@
+"""The student: a torchvision or timm backbone without its classifier, and a projector from a spec string."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def apply_small_stem(model: nn.Module) -> nn.Module:
+    """3×3 stride-1 first conv and no max-pool (for 32–96 px images), on a torchvision ResNet."""
+    if not hasattr(model, "conv1") or not hasattr(model, "maxpool"):
+        raise ConfigError("student.small_stem applies to torchvision ResNets (conv1 + maxpool)")
+    model.conv1 = nn.Conv2d(3, model.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def build_backbone(name: str, small_stem: bool = False) -> tuple[nn.Module, int]:
+    """Backbone by name (torchvision ``resnet50`` or ``timm:<name>``), classifier removed; returns (model, dim)."""
+    if name.startswith("timm:"):
+        import timm
+
+        try:
+            model = timm.create_model(name[5:], pretrained=False, num_classes=0)
+        except RuntimeError as exc:
+            raise ConfigError(f"student.backbone '{name}': {exc}") from None
+        if small_stem:
+            raise ConfigError("student.small_stem is for torchvision ResNets; pick a timm model made for small images")
+        return model, model.num_features
+    import torchvision.models as tvm
+
+    if name not in tvm.list_models(module=tvm):
+        raise ConfigError(f"student.backbone '{name}' is not a torchvision classification model "
+                          f"(e.g. resnet18, resnet50; or timm:<name>)")
+    model = tvm.get_model(name, weights=None)
+    if small_stem:
+        apply_small_stem(model)
+    head = "fc" if hasattr(model, "fc") else "classifier" if hasattr(model, "classifier") else "heads"
+    old = getattr(model, head)
+    dim = old.in_features if isinstance(old, nn.Linear) else [m for m in old.modules() if isinstance(m, nn.Linear)][0].in_features
+    setattr(model, head, nn.Identity())
+    return model, dim
+
+
+def build_projector(in_dim: int, spec: str, last_bias: bool = False) -> nn.Module:
+    """'8192-8192-8192' -> Linear-BN-ReLU blocks and a last Linear (no bias, as VICReg / MV-MR)."""
+    try:
+        dims = [in_dim] + [int(d) for d in spec.split("-")] if spec else [in_dim]
+    except ValueError:
+        raise ConfigError(f"projector spec '{spec}' must look like 8192-8192-8192") from None
+    layers: list[nn.Module] = []
+    for a, b in zip(dims[:-2], dims[1:-1]):
+        layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+    if len(dims) > 1:
+        layers.append(nn.Linear(dims[-2], dims[-1], bias=last_bias))
+    return nn.Sequential(*layers)
+
+
+class Student(nn.Module):
+    """images in [0, 1] -> normalised -> backbone features (``embed``) -> projector (``forward``)."""
+
+    def __init__(self, backbone: str = "resnet50", small_stem: bool = False, projector: str = "8192-8192-8192",
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
+        super().__init__()
+        self.backbone, self.feature_dim = build_backbone(backbone, small_stem)
+        self.projector = build_projector(self.feature_dim, projector)
+        self.out_dim = int(projector.split("-")[-1]) if projector else self.feature_dim
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone((images - self.mean) / self.std)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.embed(images))

@@ -1,0 +1,40 @@
+"""Recipes: loading, overrides, and one-line errors that name the key and the file."""
+import pytest
+
+from mvmr.config import load_recipe
+from mvmr.errors import ConfigError
+
+
+def test_overrides_parse_yaml_values(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("method: mvmr\noptim: {lr: 0.1}\nproviders: {pixels: {weight: 1.0}}\n")
+    r = load_recipe(path, ["optim.lr=0.5", "trainer.max_steps=2", "providers.hog.weight=-1", "data.name=npz"])
+    assert r.optim.lr == 0.5 and r.trainer.max_steps == 2 and r.providers["hog"].weight == -1 and r.data.name == "npz"
+
+
+@pytest.mark.parametrize("text,overrides,match", [
+    ("optim: {lrr: 0.1}\n", [], r"r\.yaml: unknown key 'optim\.lrr'"),
+    ("optim: {lr: fast}\n", [], r"r\.yaml: 'optim\.lr': .*number"),
+    ("", ["trainer.seeed=1"], r"unknown key 'trainer\.seeed'"),
+    ("", ["optim.lr"], r"--set 'optim.lr': expected section.key=value"),
+    ("[1, 2]\n", [], "a recipe is a mapping"),
+])
+def test_errors_name_key_and_file(tmp_path, text, overrides, match):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_recipe(path, overrides)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+def test_shipped_recipes_validate():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
+    assert recipes
+    for path in recipes:
+        load_recipe(path)

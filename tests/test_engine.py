@@ -1,0 +1,123 @@
+"""Training runs: every shipped recipe for two CPU steps, resume equivalence, export, CLI errors."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from typer.testing import CliRunner
+
+from mvmr.cli import app
+
+RECIPES = Path(__file__).parent.parent / "recipes"
+TINY = ["trainer.max_steps=2", "trainer.num_workers=0", "trainer.progress=false", "trainer.precision=fp32",
+        "optim.batch_size=8", "eval.limit=16", "student.projector=64-32"]
+
+
+def cli(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result
+
+
+def _pretrain(recipe, out, *overrides):
+    args = ["pretrain", recipe, "--out", out]
+    for o in [*TINY, *overrides]:
+        args += ["--set", o]
+    result = cli(*args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return json.loads((out / "summary.json").read_text())
+
+
+def _check_run(out: Path, steps=2):
+    assert (out / "recipe.yaml").is_file() and (out / "checkpoints" / "last.pt").is_file()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in records if "loss" in r][-1]
+    assert last["step"] == steps and all(torch.isfinite(torch.tensor(v)) for k, v in last.items() if k != "step")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == steps
+    return summary
+
+
+def test_quickstart_two_steps(tmp_path):
+    summary = _pretrain(RECIPES / "quickstart.yaml", tmp_path / "run", "data.limit=64")
+    _check_run(tmp_path / "run")
+    assert 0 <= summary["knn_top1"] <= 100 and 0 <= summary["knn_top1_at_init"] <= 100
+
+
+def test_stl10_recipe_two_steps(tmp_path, stl10_root):
+    _pretrain(RECIPES / "stl10_mvmr.yaml", tmp_path / "run", f"data.root={stl10_root}", "data.image_size=32",
+              "student.backbone=resnet18", "providers.scatnet.params.L=4")
+    _check_run(tmp_path / "run")
+
+
+def test_cifar10_recipe_two_steps(tmp_path, cifar10_root):
+    _pretrain(RECIPES / "cifar10_mvmr.yaml", tmp_path / "run", f"data.root={cifar10_root}",
+              "student.small_stem=false")
+    _check_run(tmp_path / "run")
+
+
+def test_imagenet_recipe_two_steps(tmp_path, imagefolder_root):
+    _pretrain(RECIPES / "imagenet_mvmr.yaml", tmp_path / "run", f"data.root={imagefolder_root}",
+              "data.image_size=32", "student.backbone=resnet18", "providers.scatnet.params.L=4")
+    _check_run(tmp_path / "run")
+
+
+def test_resume_reaches_the_same_weights(tmp_path):
+    common = ["data.limit=48", "trainer.checkpoint_every=1", "optim.epochs=2", "eval.knn_every=0",
+              "student.backbone=resnet18", "trainer.num_workers=1"]
+    _pretrain(RECIPES / "quickstart.yaml", tmp_path / "full", *common, "trainer.max_steps=8")
+    _pretrain(RECIPES / "quickstart.yaml", tmp_path / "split", *common, "trainer.max_steps=3")
+    result = cli("pretrain", RECIPES / "quickstart.yaml", "--out", tmp_path / "split", "--resume",
+                 "--set", "trainer.max_steps=8")
+    assert result.exit_code == 0, result.output
+    a = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=False)
+    assert a["step"] == b["step"] == 8 and a["epoch"] == b["epoch"] == 1  # crossed an epoch boundary
+    for k in a["method"]:
+        assert torch.equal(a["method"][k], b["method"][k]), k
+
+
+def test_export_loads_into_torchvision(tmp_path):
+    _pretrain(RECIPES / "quickstart.yaml", tmp_path / "run", "data.limit=32", "eval.knn_every=0",
+              "student.small_stem=true")
+    result = cli("export", tmp_path / "run" / "checkpoints" / "last.pt", tmp_path / "backbone.pt")
+    assert result.exit_code == 0, result.output
+    model = torchvision.models.resnet18()
+    model.fc = torch.nn.Identity()
+    model.conv1 = torch.nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = torch.nn.Identity()
+    model.load_state_dict(torch.load(tmp_path / "backbone.pt"), strict=True)
+    from mvmr.cli import _load_checkpoint
+
+    _, method = _load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    x = torch.rand(2, 3, 32, 32)
+    model.eval(), method.eval()
+    assert torch.allclose(model(x), method.student.backbone(x))
+
+
+def test_eval_cli(tmp_path):
+    _pretrain(RECIPES / "quickstart.yaml", tmp_path / "run", "data.limit=32", "eval.knn_every=0")
+    for protocol in ("knn", "linear"):
+        result = cli("eval", protocol, tmp_path / "run" / "checkpoints" / "last.pt", "--limit", "60")
+        assert result.exit_code == 0, result.output
+        scores = json.loads(result.output.strip().splitlines()[-1])
+        assert 0 <= scores["top1"] <= scores["top5"] <= 100
+
+
+def test_bad_recipe_exits_2_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: {lrr: 1}\n")
+    out = subprocess.run([sys.executable, "-m", "mvmr", "pretrain", str(bad), "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: {bad}: unknown key 'optim.lrr'"
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_needs_resume(tmp_path):
+    _pretrain(RECIPES / "quickstart.yaml", tmp_path / "run", "data.limit=32", "eval.knn_every=0")
+    result = cli("pretrain", RECIPES / "quickstart.yaml", "--out", tmp_path / "run")
+    assert result.exit_code != 0 and "already holds a run" in str(result.exception)
