@@ -1,0 +1,42 @@
+"""MV-MR training-step time over the bare invariance + variance step (same backbone, batch, optimizer).
+
+Providers are computed online here (no cache yet); the goal once deterministic providers come from the cache is
+≤ 1.25×. Usage: python bench_step.py [backbone] [image_size] [batch]
+"""
+import sys
+
+import torch
+
+from common import best_times, emit
+from mvmr.config import build_recipe
+from mvmr.methods import build_method
+
+backbone = sys.argv[1] if len(sys.argv) > 1 else "resnet18"
+size = int(sys.argv[2]) if len(sys.argv) > 2 else 32
+batch = int(sys.argv[3]) if len(sys.argv) > 3 else 128
+providers = {"pixels": {"weight": 1.0}, "hog": {"weight": 1.0, "params": {"orientations": 12, "cells_per_block": 2}},
+             "lsd": {"weight": 1.0}}
+common = {"student": {"backbone": backbone, "small_stem": False, "projector": "512-512"}}
+full = build_method(build_recipe({**common, "providers": providers}))
+bare = build_method(build_recipe({**common, "loss": {"dcor_views": 0.0}}))
+bare.load_state_dict(full.state_dict(), strict=False)
+g = torch.Generator().manual_seed(0)
+batch_data = [torch.rand(batch, 3, size, size, generator=g), torch.rand(batch, 3, size, size, generator=g),
+              torch.zeros(batch, dtype=torch.long), torch.arange(batch)]
+
+
+def stepper(method):
+    opt = torch.optim.Adam(method.parameters(), lr=1e-4)
+
+    def step():
+        loss, _ = method.training_step(batch_data, 0.0)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+times = best_times({"mvmr": stepper(full), "bare": stepper(bare)}, repeats=5)
+emit(bench="step", backbone=backbone, image_size=size, batch=batch, providers=sorted(providers), cache=False,
+     threads=torch.get_num_threads(), mvmr_ms=round(times["mvmr"] * 1e3, 1), bare_ms=round(times["bare"] * 1e3, 1),
+     ratio=round(times["mvmr"] / times["bare"], 3))
