@@ -60,12 +60,11 @@ def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
     """adam | adamw | sgd | lars through timm's optimizer factory (LARS skips bias and norm weights)."""
     from timm.optim import create_optimizer_v2
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    holder = torch.nn.Module()
-    holder.params = torch.nn.ParameterList(params)
+    # LARS gets the module so timm can exempt biases and norm weights; the others get the trainable parameters.
+    target = model if cfg.name == "lars" else [p for p in model.parameters() if p.requires_grad]
     kwargs: dict[str, Any] = {"momentum": cfg.momentum} if cfg.name in ("sgd", "lars") else {}
-    return create_optimizer_v2(model if cfg.name == "lars" else holder, opt=cfg.name, lr=cfg.lr,
-                               weight_decay=cfg.weight_decay, filter_bias_and_bn=cfg.name == "lars", **kwargs)
+    return create_optimizer_v2(target, opt=cfg.name, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                               filter_bias_and_bn=cfg.name == "lars", **kwargs)
 
 
 def atomic_save(obj: Any, path: Path) -> None:

@@ -121,3 +121,26 @@ def test_existing_run_needs_resume(tmp_path):
     _pretrain(RECIPES / "quickstart.yaml", tmp_path / "run", "data.limit=32", "eval.knn_every=0")
     result = cli("pretrain", RECIPES / "quickstart.yaml", "--out", tmp_path / "run")
     assert result.exit_code != 0 and "already holds a run" in str(result.exception)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "lars"])
+def test_optimizers_cover_exactly_the_trainable_parameters(name):
+    from mvmr.config import build_recipe
+    from mvmr.engine import build_optimizer
+    from mvmr.methods import build_method
+
+    recipe = build_recipe({"student": {"backbone": "resnet18", "projector": "32"}, "providers": {"pixels": {}},
+                           "optim": {"name": name}})
+    method = build_method(recipe)
+    opt = build_optimizer(method, recipe.optim)
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert in_opt == {id(p) for p in method.student.parameters()}
+
+
+def test_lr_schedule_warmup_then_cosine():
+    from mvmr.engine import lr_at
+
+    lrs = [lr_at(s, 100, 10, 1.0) for s in range(100)]
+    assert lrs[9] == 1.0 and lrs[0] == 0.1 and all(a <= b for a, b in zip(lrs[:10], lrs[1:10]))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 0.01
+    assert abs(lr_at(55, 100, 10, 1.0) - 0.5) < 1e-12  # half-way through the cosine
