@@ -14,6 +14,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Label-free representation learning and distillation of image encoders (MV-MR, MIRA).")
 extractors_app = typer.Typer(no_args_is_help=True, help="Hand-crafted representation providers.")
 app.add_typer(extractors_app, name="extractors")
+teachers_app = typer.Typer(no_args_is_help=True, help="Frozen pretrained teachers.")
+app.add_typer(teachers_app, name="teachers")
+cache_app = typer.Typer(no_args_is_help=True, help="The on-disk cache of deterministic providers' features.")
+app.add_typer(cache_app, name="cache")
 
 
 def _version(value: bool) -> None:
@@ -53,6 +57,67 @@ def extractors_list(image_size: int = typer.Option(96, help="Image side used to 
     _provider_table(extractors, image_size)
 
 
+@teachers_app.command("list")
+def teachers_list() -> None:
+    """List registered teachers (families take a spec after a colon)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .registry import teachers
+
+    table = Table("name", "description")
+    for name in teachers.names():
+        doc = (teachers.factory(name).__doc__ or "").strip().split("\n")[0]
+        table.add_row(f"{name}:<spec>" if teachers.is_family(name) else name, doc)
+    Console(width=max(Console().width, 120)).print(table)
+
+
+@cache_app.command("build")
+def cache_build(recipe: Path = typer.Argument(..., help="Recipe YAML."),
+                set_: list[str] = typer.Option([], "--set", help="Override: section.key=value (repeatable).")) -> None:
+    """Compute the deterministic providers' features of the recipe's training images ahead of training."""
+    from .cache import build_caches
+    from .config import load_recipe
+
+    for line in build_caches(load_recipe(recipe, set_)):
+        typer.echo(line)
+
+
+def _cache_dir(directory: Optional[Path]) -> Path:
+    from .config import TrainerConfig
+
+    return (directory or Path(TrainerConfig().cache_dir)).expanduser()
+
+
+@cache_app.command("info")
+def cache_info(directory: Optional[Path] = typer.Option(None, "--dir", help="Cache folder (default ~/.cache/mvmr).")) -> None:
+    """List cached features: provider, dataset, size, how much is filled."""
+    from .cache import cache_entries
+
+    root = _cache_dir(directory)
+    entries = cache_entries(root)
+    if not entries:
+        typer.echo(f"no caches in {root}")
+    for e in entries:
+        if "error" in e:
+            typer.echo(f"{e['key']}  {e['error']}")
+        else:
+            typer.echo(f"{e['key']}  {e['provider']:<16} {e['dataset']}/{e['split']}  {e['n']}x{e['dim']}  "
+                       f"{100 * e['filled']:.0f}% filled{' (complete)' if e['complete'] else ''}  {e['mb']:.1f} MB")
+
+
+@cache_app.command("clear")
+def cache_clear(directory: Optional[Path] = typer.Option(None, "--dir", help="Cache folder (default ~/.cache/mvmr).")) -> None:
+    """Delete every cache in the folder."""
+    import shutil
+
+    root = _cache_dir(directory)
+    removed = [p for p in root.glob("*") if p.is_dir() and ((p / "meta.json").exists() or p.name.startswith("."))]
+    for p in removed:
+        shutil.rmtree(p)
+    typer.echo(f"removed {len(removed)} cache folder(s) from {root}")
+
+
 def _out_dir(recipe_path: Path, out: Optional[Path]) -> Path:
     return out if out is not None else Path("runs") / recipe_path.stem
 
@@ -74,6 +139,38 @@ def pretrain(recipe: Path = typer.Argument(..., help="Recipe YAML."),
     _print_summary(summary, out_dir)
 
 
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+@app.command()
+def distill(teacher: str = typer.Option("clip-vit-b16", "--teacher", help="Teacher name (mvmr teachers list)."),
+            recipe: Optional[Path] = typer.Argument(None, help="Recipe YAML (default: recipes/stl10_distill_clip.yaml)."),
+            teacher_weights: Optional[Path] = typer.Option(None, "--teacher-weights", help="Local weight file."),
+            set_: list[str] = typer.Option([], "--set", help="Override: section.key=value (repeatable)."),
+            out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<recipe name>)."),
+            resume: bool = typer.Option(False, "--resume", help="Continue the run in --out.")) -> None:
+    """Distil a frozen teacher into the student: MV-MR with the term w·(1 − dCor(z̃, teacher(x)))."""
+    from .config import build_recipe, load_recipe
+    from .engine import pretrain as run
+    from .registry import teachers
+
+    recipe = recipe or RECIPES_DIR / "stl10_distill_clip.yaml"
+    out_dir = _out_dir(recipe, out)
+    saved = out_dir / "recipe.yaml"
+    cfg = load_recipe(saved if resume and saved.is_file() else recipe, set_)
+    teachers.lookup(teacher)  # unknown teacher: one clear line before anything else
+    tree = cfg.to_dict()
+    # The named teacher replaces the recipe's teachers; it keeps their weight (and params when it is the same one).
+    old = {n: p for n, p in tree["providers"].items() if n in teachers}
+    entry = old.get(teacher) or {"weight": next(iter(old.values()), {"weight": 1.0})["weight"], "params": {}}
+    tree["providers"] = {n: p for n, p in tree["providers"].items() if n not in old}
+    if teacher_weights is not None:
+        entry = {**entry, "params": {**entry["params"], "weights": str(teacher_weights.expanduser().resolve())}}
+    tree["providers"][teacher] = entry
+    summary = run(build_recipe(tree, source=str(recipe)), out_dir, resume)
+    _print_summary(summary, out_dir)
+
+
 def _print_summary(summary: dict, out_dir: Path) -> None:
     if "knn_top1" in summary:
         init = summary.get("knn_top1_at_init")
@@ -83,23 +180,9 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
 
 
 def _load_checkpoint(path: Path):
-    import torch
+    from .checkpoint import load_checkpoint
 
-    from .config import build_recipe
-    from .methods import build_method
-
-    if not path.is_file():
-        raise MVMRError(f"checkpoint '{path}' does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        recipe = build_recipe(state["recipe"], source=str(path))
-    except MVMRError:
-        raise
-    except Exception as exc:
-        raise MVMRError(f"'{path}' is not an mvmr checkpoint ({type(exc).__name__}: {exc})") from None
-    method = build_method(recipe)
-    method.load_trainable_state(state["method"])
-    return recipe, method
+    return load_checkpoint(path, with_providers=False)
 
 
 @app.command("eval")

@@ -10,9 +10,14 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from typing_extensions import Annotated
 
 from .errors import ConfigError
+
+
+# A layer spec such as 8192-8192-8192; a single width written in YAML (512) arrives as an int.
+LayerSpec = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
 
 
 class _Section(BaseModel):
@@ -41,7 +46,7 @@ class DataConfig(_Section):
 class StudentConfig(_Section):
     backbone: str = "resnet50"
     small_stem: bool = False
-    projector: str = "8192-8192-8192"
+    projector: LayerSpec = "8192-8192-8192"
     channels_last: bool = False
 
 
@@ -78,6 +83,7 @@ class TrainerConfig(_Section):
     checkpoint_every: int = Field(1000, ge=1)
     log_every: int = Field(10, ge=1)
     use_cache: bool = True
+    cache_dir: str = "~/.cache/mvmr"
     tensorboard: bool = False
     progress: bool = True
 
@@ -92,7 +98,7 @@ class EvalConfig(_Section):
 class MiraConfig(_Section):
     assigner: Literal["mira", "sinkhorn"] = "mira"
     prototypes: int = 3000
-    projector: str = "2048-2048-256"
+    projector: LayerSpec = "2048-2048-256"
     tau_student: float = 0.1
     tau_teacher: float = 0.225
     beta: tuple[float, float] = (0.75, 2 / 3)

@@ -191,8 +191,13 @@ def has_labels(cfg: DataConfig) -> bool:
         return False
 
 
-def dataset_identity(cfg: DataConfig, split: str) -> dict:
-    """What identifies the images of a split (for cache keys): name, root, split, size, limit, length."""
-    ds = build_dataset(cfg, split)
-    return {"name": cfg.name, "root": str(Path(cfg.root).expanduser().resolve()), "split": split,
-            "image_size": cfg.image_size, "limit": cfg.limit, "length": len(ds)}
+def dataset_identity(cfg: DataConfig, split: str, length: int) -> dict:
+    """What identifies the images of a split (for cache keys): name, root (with size and mtime when it is a file),
+    split, image size, limit and length."""
+    root = Path(cfg.root).expanduser().resolve()
+    ident = {"name": cfg.name, "root": str(root), "split": split, "image_size": cfg.image_size,
+             "limit": cfg.limit, "length": length}
+    if root.is_file():
+        stat = root.stat()
+        ident.update(root_bytes=stat.st_size, root_mtime=stat.st_mtime_ns)
+    return ident

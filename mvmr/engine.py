@@ -21,7 +21,8 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from .config import Recipe, save_recipe
-from .data import TwoViews, augment_spec, build_dataset, has_labels
+from .cache import CachedFeatures, open_caches
+from .data import TwoViews, augment_spec, build_dataset, dataset_identity, has_labels
 from .errors import ConfigError
 from .eval import evaluate
 from .methods import Method, build_method
@@ -95,8 +96,17 @@ class EpochSampler(Sampler[int]):
         return self.n - self.start
 
 
+def feature_cache(method: Method, recipe: Recipe, base) -> CachedFeatures:
+    """Deterministic providers read their original-view features from the on-disk cache, filling it as they go."""
+    providers = dict(method.providers.items())
+    identity = dataset_identity(recipe.data, "ssl", len(base))
+    caches = open_caches(providers, identity, len(base), recipe.data.image_size, Path(recipe.trainer.cache_dir))
+    return CachedFeatures(providers, caches)
+
+
 # Keys that may change when a run is resumed: where and how long it runs, not what it computes.
-RESUMABLE_KEYS = ("max_steps", "progress", "num_workers", "device", "checkpoint_every", "log_every", "tensorboard")
+RESUMABLE_KEYS = ("max_steps", "progress", "num_workers", "device", "checkpoint_every", "log_every", "tensorboard",
+                  "use_cache", "cache_dir")
 
 
 def _comparable(recipe: dict) -> dict:
@@ -130,6 +140,8 @@ class Run:
         self.total_steps = self.steps_per_epoch * o.epochs
         self.warmup_steps = int(round(o.warmup_epochs * self.steps_per_epoch))
         self.method: Method = build_method(recipe).to(self.device)
+        if t.use_cache:
+            self.method.feature_source = feature_cache(self.method, recipe, base)
         if recipe.student.channels_last:
             self.method.student.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.method, o)

@@ -43,9 +43,11 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     def __init__(self, recipe: Recipe) -> None:
         super().__init__()
         self.recipe = recipe
-        self.providers = nn.ModuleDict({
+        # A plain dict, not a ModuleDict: provider names may hold '.' and ':' (timm:vit_small.augreg, mvmr:PATH),
+        # and frozen providers are rebuilt from the recipe, never checkpointed. _apply moves them with the method.
+        self.providers: dict[str, nn.Module] = {
             name: create_provider(name, **cfg.params) for name, cfg in recipe.providers.items()
-        })
+        }
         self.feature_source: Optional[Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]] = None
 
     def provider_features(self, images: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -65,16 +67,21 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     def after_optimizer_step(self, progress: float) -> None:
         """Hook for EMA updates and the like."""
 
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        for provider in self.providers.values():
+            provider._apply(fn, *args, **kwargs)
+        return self
+
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """State to checkpoint: everything but the frozen providers."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("providers.")}
+        """State to checkpoint: everything but the frozen providers (which are not submodules)."""
+        return self.state_dict()
 
     def load_trainable_state(self, state: Mapping[str, torch.Tensor]) -> None:
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("providers.")]
-        if missing or unexpected:
-            raise ConfigError(f"checkpoint does not fit this recipe's model: missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}")
+        try:
+            self.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ConfigError(f"checkpoint does not fit this recipe's model: {str(exc).splitlines()[0]}") from None
 
 
 @register_method("mvmr")

@@ -1,10 +1,12 @@
 """The student: a torchvision or timm backbone without its classifier, and a projector from a spec string."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .errors import ConfigError, WeightsError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -19,8 +21,12 @@ def apply_small_stem(model: nn.Module) -> nn.Module:
     return model
 
 
-def build_backbone(name: str, small_stem: bool = False) -> tuple[nn.Module, int]:
-    """Backbone by name (torchvision ``resnet50`` or ``timm:<name>``), classifier removed; returns (model, dim)."""
+def build_backbone(name: str, small_stem: bool = False, weights: Optional[str] = None) -> tuple[nn.Module, int]:
+    """Backbone by name (torchvision ``resnet50`` or ``timm:<name>``), classifier removed; returns (model, dim).
+
+    ``weights``: a torchvision weights tag (e.g. ``DEFAULT``, ``IMAGENET1K_V2``) for torchvision models; None is
+    random initialisation.
+    """
     if name.startswith("timm:"):
         import timm
 
@@ -36,7 +42,13 @@ def build_backbone(name: str, small_stem: bool = False) -> tuple[nn.Module, int]
     if name not in tvm.list_models(module=tvm):
         raise ConfigError(f"student.backbone '{name}' is not a torchvision classification model "
                           f"(e.g. resnet18, resnet50; or timm:<name>)")
-    model = tvm.get_model(name, weights=None)
+    try:
+        model = tvm.get_model(name, weights=weights)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"torchvision weights '{weights}' for {name}: {exc}") from None
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError: no network
+        raise WeightsError(f"torchvision weights '{weights}' for {name} could not be downloaded ({exc}); "
+                           f"place them in the torch hub cache or use a local weights file") from None
     if small_stem:
         apply_small_stem(model)
     head = "fc" if hasattr(model, "fc") else "classifier" if hasattr(model, "classifier") else "heads"

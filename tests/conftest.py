@@ -1,4 +1,8 @@
 """Shared fixtures: tiny datasets written in the real on-disk formats."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network here: a pretrained tag must fail at once, not retry
+
 import pickle
 from pathlib import Path
 

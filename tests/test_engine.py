@@ -21,7 +21,7 @@ def cli(*args):
 
 def _pretrain(recipe, out, *overrides):
     args = ["pretrain", recipe, "--out", out]
-    for o in [*TINY, *overrides]:
+    for o in [*TINY, f"trainer.cache_dir={out.parent / (out.name + '_cache')}", *overrides]:
         args += ["--set", o]
     result = cli(*args)
     assert result.exit_code == 0, result.output + repr(result.exception)

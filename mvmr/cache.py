@@ -1,0 +1,187 @@
+"""On-disk, memory-mapped cache of deterministic providers' features on the original view of a dataset.
+
+One folder per (provider fingerprint, dataset identity, original-view transform), named by the hash of all three:
+``meta.json`` (what it holds, whether complete, a CRC of the features when complete), ``features.npy`` (N × D
+float32, memory-mapped) and ``filled.npy`` (N bytes: which rows are written). Rows are flushed before they are
+marked filled, so an interrupted build leaves a partial cache that the next run continues. A cache whose meta,
+shapes or checksum do not match is rebuilt. Float32 rows are stored exactly: the loss is the same with or
+without the cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+
+ORIGINAL_VIEW = "resize-short-side+center-crop/v1"
+log: Callable[[str], None] = lambda msg: print(f"[mvmr cache] {msg}")  # noqa: E731
+
+
+def cache_key(description: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def describe(provider, dataset_identity: dict[str, Any]) -> dict[str, Any]:
+    """Everything that decides the cached values."""
+    return {"provider": provider.name, "params": provider.params, "fingerprint": provider.fingerprint(),
+            "dataset": dataset_identity, "view": ORIGINAL_VIEW}
+
+
+def _crc(path: Path, chunk: int = 1 << 24) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".meta.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+class FeatureCache:
+    """Features of one provider for N images; open with :meth:`open`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.meta = json.loads((folder / "meta.json").read_text())
+        self.features = np.load(folder / "features.npy", mmap_mode="r+")
+        self.filled = np.load(folder / "filled.npy", mmap_mode="r+")
+
+    @classmethod
+    def open(cls, root: Path, description: dict[str, Any], n: int, dim: int) -> "FeatureCache":
+        """Open the cache for ``description``, creating it, or rebuilding it when it is stale or corrupt."""
+        folder = Path(root).expanduser() / cache_key(description)
+        if folder.exists():
+            problem = cls._problem(folder, description, n, dim)
+            if problem is None:
+                return cls(folder)
+            log(f"rebuilding {folder.name} ({description['provider']}): {problem}")
+            shutil.rmtree(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float32, shape=(n, dim)).flush()
+        np.save(tmp / "filled.npy", np.zeros(n, dtype=np.uint8))
+        _write_json(tmp / "meta.json", {"description": description, "n": n, "dim": dim, "complete": False})
+        os.replace(tmp, folder)
+        return cls(folder)
+
+    @staticmethod
+    def _problem(folder: Path, description: dict, n: int, dim: int) -> Optional[str]:
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            feats = np.load(folder / "features.npy", mmap_mode="r")
+            filled = np.load(folder / "filled.npy", mmap_mode="r")
+        except Exception as exc:
+            return f"unreadable ({type(exc).__name__})"
+        if meta.get("description") != description:
+            return "stale: made for other provider settings or data"
+        if feats.shape != (n, dim) or feats.dtype != np.float32 or filled.shape != (n,):
+            return f"wrong shape {feats.shape} for ({n}, {dim})"
+        if meta.get("complete") and (not filled.all() or _crc(folder / "features.npy") != meta.get("crc32")):
+            return "corrupt: checksum mismatch"
+        return None
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.meta.get("complete"))
+
+    def missing(self, index: np.ndarray) -> np.ndarray:
+        return self.filled[index] == 0
+
+    def read(self, index: np.ndarray) -> np.ndarray:
+        return np.asarray(self.features[index])
+
+    def write(self, index: np.ndarray, values: np.ndarray) -> None:
+        """Store rows, flush them, then mark them filled; seal the cache with a checksum when every row is in."""
+        if len(index) == 0:
+            return
+        self.features[index] = values.astype(np.float32, copy=False)
+        self.features.flush()
+        self.filled[index] = 1
+        self.filled.flush()
+        if not self.complete and self.filled.all():
+            self.meta.update(complete=True, crc32=_crc(self.folder / "features.npy"))
+            _write_json(self.folder / "meta.json", self.meta)
+
+
+class CachedFeatures:
+    """A method's ``feature_source``: cached rows when all are present, else compute, store the missing, return."""
+
+    def __init__(self, providers: dict[str, Any], caches: dict[str, FeatureCache]) -> None:
+        self.providers, self.caches = providers, caches
+
+    def __call__(self, name: str, images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        cache = self.caches.get(name)
+        if cache is None:
+            return self.providers[name](images)
+        idx = index.cpu().numpy()
+        missing = cache.missing(idx)
+        if missing.any():
+            feats = self.providers[name](images)
+            cache.write(idx[missing], feats[torch.from_numpy(missing).to(feats.device)].float().cpu().numpy())
+            return feats
+        return torch.from_numpy(cache.read(idx)).to(images.device)
+
+
+def open_caches(providers: dict[str, Any], identity: dict[str, Any], n: int, image_size: int,
+                root: Path) -> dict[str, FeatureCache]:
+    """One cache per deterministic provider."""
+    return {name: FeatureCache.open(root, describe(p, identity), n, p.output_dim(image_size, image_size))
+            for name, p in providers.items() if p.deterministic}
+
+
+def cache_entries(root: Path) -> list[dict[str, Any]]:
+    """Summary of every cache folder under ``root``."""
+    out = []
+    for meta_path in sorted(Path(root).expanduser().glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+            filled = np.load(meta_path.parent / "filled.npy", mmap_mode="r")
+            size = sum(f.stat().st_size for f in meta_path.parent.iterdir())
+            d = meta["description"]
+            out.append({"key": meta_path.parent.name, "provider": d["provider"], "dataset": d["dataset"]["name"],
+                        "split": d["dataset"]["split"], "n": meta["n"], "dim": meta["dim"],
+                        "filled": float(filled.mean()), "complete": meta["complete"], "mb": size / 2**20})
+        except Exception as exc:
+            out.append({"key": meta_path.parent.name, "error": f"unreadable ({type(exc).__name__})"})
+    return out
+
+
+def build_caches(recipe) -> list[str]:
+    """Fill the caches of a recipe's deterministic providers over its training images (``mvmr cache build``)."""
+    from torch.utils.data import DataLoader
+
+    from .data import OneView, build_dataset, dataset_identity
+    from .engine import resolve_device
+    from .registry import create_provider
+
+    device = resolve_device(recipe.trainer.device)
+    providers = {name: create_provider(name, **cfg.params).to(device) for name, cfg in recipe.providers.items()}
+    base = build_dataset(recipe.data, "ssl")
+    caches = open_caches(providers, dataset_identity(recipe.data, "ssl", len(base)), len(base),
+                         recipe.data.image_size, Path(recipe.trainer.cache_dir))
+    source = CachedFeatures(providers, caches)
+    todo = [n for n, c in caches.items() if not c.complete]
+    if todo:
+        loader = DataLoader(OneView(base, recipe.data.image_size), batch_size=recipe.optim.batch_size,
+                            num_workers=recipe.trainer.num_workers)
+        start = 0
+        for images, _ in loader:
+            index = torch.arange(start, start + len(images))
+            start += len(images)
+            for name in todo:
+                if caches[name].missing(index.numpy()).any():
+                    source(name, images.to(device), index)
+    return [f"{name}: {c.folder} ({'complete' if c.complete else 'partial'})" for name, c in caches.items()]

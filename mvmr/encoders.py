@@ -1,0 +1,103 @@
+"""Frozen pretrained encoders as providers: a network plus its own preprocessing (resize, crop, normalise).
+
+Teachers (CLIP, timm, torchvision, a student trained by mvmr) subclass nothing: they build a ``FrozenEncoder``.
+Weights are loaded only from what the recipe names: a pretrained tag, a local file, or ``none`` for an explicit
+random network; a tag that cannot be had is an error before training, never a silent random teacher.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from torch import nn
+
+from .errors import WeightsError
+from .providers import Provider
+
+INTERPOLATIONS = {"bicubic": TF.InterpolationMode.BICUBIC, "bilinear": TF.InterpolationMode.BILINEAR}
+
+
+def file_digest(path: Path, chunk: int = 1 << 24) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A local weight file (.pt/.pth/.bin via torch.load, .safetensors), unwrapping ``state_dict``/``model`` and
+    stripping a DDP ``module.`` prefix."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"weights file '{path}' does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise WeightsError(f"weights file '{path}' could not be read: {exc}") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise WeightsError(f"weights file '{path}' holds {type(state).__name__}, not a state_dict")
+    return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def load_strict(model: nn.Module, path: str | Path, who: str) -> None:
+    """Load a local state dict strictly, turning a mismatch into one line naming the teacher and the file."""
+    try:
+        model.load_state_dict(load_state_file(path), strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise WeightsError(f"{who}: '{path}' does not fit the model ({' '.join(first[:2])[:300]})") from None
+
+
+class FrozenEncoder(Provider):
+    """``forward_features(preprocess(images))`` with the encoder's own size, crop and normalisation."""
+
+    description = "frozen pretrained encoder"
+
+    def __init__(self, model: nn.Module, out_dim: int, size: int, mean: Sequence[float], std: Sequence[float],
+                 interpolation: str = "bicubic", crop_pct: float = 1.0, half: bool = False,
+                 encode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                 weights_id: Optional[str] = None) -> None:
+        super().__init__()
+        self.model = model
+        self.out_dim, self.size, self.crop_pct = int(out_dim), int(size), float(crop_pct)
+        self.interpolation = INTERPOLATIONS[interpolation]
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.half = half
+        self._encode = encode
+        self._weights_id = weights_id
+        self._digest: Optional[str] = None
+
+    def output_dim(self, height: int, width: int) -> int:
+        return self.out_dim
+
+    def weights_digest(self) -> str:
+        """The file digest or pretrained tag when known (cheap), else a hash of the parameters."""
+        if self._digest is None:
+            self._digest = self._weights_id or super().weights_digest()
+        return self._digest
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        resize = int(round(self.size / self.crop_pct))
+        x = TF.resize(images.float(), resize, interpolation=self.interpolation, antialias=True)
+        x = TF.center_crop(x, [self.size, self.size])
+        return (x - self.mean) / self.std
+
+    def extract(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.preprocess(images)
+        use_half = self.half and x.is_cuda
+        with torch.autocast(x.device.type, dtype=torch.float16, enabled=use_half):
+            out = self._encode(x) if self._encode is not None else self.model(x)
+        return out.float().flatten(1)

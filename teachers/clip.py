@@ -1,0 +1,58 @@
+"""CLIP image towers from open_clip: ``clip-vit-b16`` (the MV-MR distillation teacher) and ``clip:<model>[:<tag>]``."""
+from __future__ import annotations
+
+from typing import Optional
+
+import mvmr
+from mvmr.encoders import FrozenEncoder, file_digest, load_strict
+from mvmr.errors import WeightsError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def open_clip_teacher(model_name: str, pretrained: str, weights: Optional[str], half: bool, who: str) -> FrozenEncoder:
+    """open_clip model ``model_name``'s visual tower; weights from a tag, a local file, or ``none`` (random)."""
+    import open_clip
+
+    if model_name not in open_clip.list_models():
+        raise ValueError(f"open_clip has no model '{model_name}'")
+    model = open_clip.create_model(model_name, pretrained=None)
+    if weights is not None:
+        load_strict(model, weights, who)
+        weights_id = "file:" + file_digest(__import__("pathlib").Path(weights).expanduser())
+    elif pretrained.lower() != "none":
+        try:
+            open_clip.load_checkpoint(model, open_clip.download_pretrained(
+                open_clip.get_pretrained_cfg(model_name, pretrained)))
+        except Exception as exc:
+            raise WeightsError(
+                f"{who}: pretrained weights '{pretrained}' for {model_name} cannot be had ({str(exc)[:120]}); "
+                f"pass --teacher-weights PATH (a local open_clip checkpoint) or params.weights, "
+                f"or params.pretrained: none for a random teacher") from None
+        weights_id = f"open_clip:{model_name}:{pretrained}"
+    else:
+        weights_id = None  # random: identified by a hash of its parameters
+    cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
+    size = cfg.get("size", model.visual.image_size)
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    encoder = FrozenEncoder(model.visual, out_dim=model.visual.output_dim, size=int(size),
+                            mean=cfg.get("mean", CLIP_MEAN), std=cfg.get("std", CLIP_STD),
+                            interpolation=cfg.get("interpolation", "bicubic"), half=half, weights_id=weights_id)
+    encoder.description = f"open_clip {model_name} image tower ({model.visual.output_dim}-d)"
+    return encoder
+
+
+@mvmr.register_teacher("clip-vit-b16")
+def clip_vit_b16(pretrained: str = "laion400m_e32", weights: Optional[str] = None, half: bool = False) -> FrozenEncoder:
+    """open_clip ViT-B-16 visual tower (512-d, 224 px, CLIP normalisation); the official MV-MR teacher."""
+    return open_clip_teacher("ViT-B-16", pretrained, weights, half, "teacher 'clip-vit-b16'")
+
+
+@mvmr.register_teacher("clip", family=True)
+def clip(spec: str, weights: Optional[str] = None, half: bool = False) -> FrozenEncoder:
+    """clip:<open_clip model>[:<pretrained tag>|none], e.g. clip:ViT-B-16-quickgelu:openai."""
+    model_name, _, tag = spec.partition(":")
+    if not tag and weights is None:
+        raise ValueError("clip:<model> needs a pretrained tag (clip:<model>:<tag>), 'none', or params.weights")
+    return open_clip_teacher(model_name, tag or "none", weights, half, f"teacher 'clip:{spec}'")

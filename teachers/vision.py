@@ -1,0 +1,71 @@
+"""Image classifiers as teachers (penultimate features): ``timm:<name>``, ``torchvision:<name>``, and ``mvmr:<ckpt>``
+(a student trained by mvmr)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import mvmr
+from mvmr.encoders import FrozenEncoder, file_digest, load_strict
+from mvmr.errors import WeightsError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@mvmr.register_teacher("timm", family=True)
+def timm_teacher(spec: str, pretrained: str = "default", weights: Optional[str] = None,
+                 half: bool = False) -> FrozenEncoder:
+    """timm:<model>: pooled features; pretrained: default | <tag> | none; or weights: PATH."""
+    import timm
+
+    if not timm.list_models(spec) and spec.split(".")[0] not in timm.list_models():
+        raise ValueError(f"timm has no model '{spec}'")
+    name = spec if pretrained in ("default", "none") else f"{spec}.{pretrained}"
+    use_hub = weights is None and pretrained != "none"
+    try:
+        model = timm.create_model(name, pretrained=use_hub, num_classes=0)
+    except Exception as exc:
+        if not use_hub:
+            raise
+        raise WeightsError(f"teacher 'timm:{spec}': pretrained weights ({pretrained}) cannot be had "
+                           f"({str(exc)[:120]}); pass --teacher-weights PATH or params.pretrained: none") from None
+    weights_id = f"timm:{name}" if use_hub else None
+    if weights is not None:
+        load_strict(model, weights, f"teacher 'timm:{spec}'")
+        weights_id = "file:" + file_digest(Path(weights).expanduser())
+    cfg = timm.data.resolve_data_config({}, model=model)
+    return FrozenEncoder(model, model.num_features, cfg["input_size"][-1], cfg["mean"], cfg["std"],
+                         cfg.get("interpolation", "bicubic") if cfg.get("interpolation") in ("bicubic", "bilinear")
+                         else "bilinear", cfg.get("crop_pct", 1.0), half, weights_id=weights_id)
+
+
+@mvmr.register_teacher("torchvision", family=True)
+def torchvision_teacher(spec: str, pretrained: str = "DEFAULT", weights: Optional[str] = None,
+                        half: bool = False) -> FrozenEncoder:
+    """torchvision:<model>: penultimate features at 224 px; pretrained: DEFAULT | <weights tag> | none; or weights."""
+    from mvmr.models import build_backbone
+
+    tag = None if (pretrained.lower() == "none" or weights is not None) else pretrained
+    model, dim = build_backbone(spec, weights=tag)
+    weights_id = f"torchvision:{spec}:{tag}" if tag else None
+    if weights is not None:
+        load_strict(model, weights, f"teacher 'torchvision:{spec}'")
+        weights_id = "file:" + file_digest(Path(weights).expanduser())
+    return FrozenEncoder(model, dim, 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 224 / 256, half,
+                         weights_id=weights_id)
+
+
+@mvmr.register_teacher("mvmr", family=True)
+def mvmr_teacher(spec: str, half: bool = False) -> FrozenEncoder:
+    """mvmr:<checkpoint>: the backbone of a student trained by mvmr, at its training image size."""
+    from mvmr.checkpoint import load_checkpoint
+
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"teacher 'mvmr:{spec}': checkpoint '{path}' does not exist")
+    recipe, method = load_checkpoint(path, with_providers=False)
+    student = method.student
+    # The student normalises inside embed(); the encoder only resizes.
+    return FrozenEncoder(student, student.feature_dim, recipe.data.image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0),
+                         "bilinear", 1.0, half, encode=student.embed, weights_id="file:" + file_digest(path))

@@ -1,0 +1,66 @@
+"""`mvmr distill`: two CPU steps with a random ViT-B/16, a tiny timm teacher and an mvmr checkpoint as teachers;
+teacher weights from a file; the missing-weights error before training; `mvmr cache` commands."""
+import json
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from mvmr.cli import app
+
+RECIPES = Path(__file__).parent.parent / "recipes"
+
+
+def _distill(tmp_path, teacher, *extra, out="run", recipe=None):
+    args = ["distill", "--teacher", teacher]
+    if recipe:
+        args.append(str(recipe))
+    args += ["--out", str(tmp_path / out), *extra]
+    for o in ["data.name=digits", "data.limit=16", "data.image_size=32", "student.backbone=resnet18",
+              "student.projector=32", "optim.batch_size=8", "trainer.max_steps=2", "trainer.num_workers=0",
+              "trainer.progress=false", "trainer.precision=fp32", "eval.knn_every=0",
+              f"trainer.cache_dir={tmp_path / 'cache'}"]:
+        args += ["--set", o]
+    return CliRunner().invoke(app, args)
+
+
+def test_distill_random_clip_two_steps_and_cache(tmp_path):
+    result = _distill(tmp_path, "clip-vit-b16", "--set", "providers.clip-vit-b16.params.pretrained=none")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    recipe = (tmp_path / "run" / "recipe.yaml").read_text()
+    assert "clip-vit-b16" in recipe
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in records if "loss" in r][-1]
+    assert "dcor/clip-vit-b16" in last and all(torch.isfinite(torch.tensor(v)) for v in last.values())
+    info = CliRunner().invoke(app, ["cache", "info", "--dir", str(tmp_path / "cache")])
+    assert "clip-vit-b16" in info.output and "16x512" in info.output
+    cleared = CliRunner().invoke(app, ["cache", "clear", "--dir", str(tmp_path / "cache")])
+    assert "removed 1" in cleared.output
+
+
+def test_distill_missing_weights_fails_before_training(tmp_path):
+    result = _distill(tmp_path, "clip-vit-b16")
+    assert result.exit_code != 0
+    assert "laion400m_e32" in str(result.exception) and "--teacher-weights" in str(result.exception)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_distill_timm_teacher_from_weights_file(tmp_path):
+    import timm
+
+    torch.save(timm.create_model("resnet10t", pretrained=False, num_classes=0).state_dict(), tmp_path / "t.pt")
+    result = _distill(tmp_path, "timm:resnet10t", "--teacher-weights", str(tmp_path / "t.pt"))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "timm:resnet10t" in (tmp_path / "run" / "recipe.yaml").read_text()
+
+
+def test_student_checkpoint_as_teacher_and_cache_build(tmp_path):
+    assert _distill(tmp_path, "timm:resnet10t", "--set", "providers.timm:resnet10t.params.pretrained=none",
+                    out="first").exit_code == 0
+    ckpt = tmp_path / "first" / "checkpoints" / "last.pt"
+    result = _distill(tmp_path, f"mvmr:{ckpt}", out="second")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    built = CliRunner().invoke(app, ["cache", "build", str(RECIPES / "quickstart.yaml"), "--set", "data.limit=16",
+                                     "--set", f"trainer.cache_dir={tmp_path / 'c2'}", "--set", "trainer.num_workers=0"])
+    assert built.exit_code == 0, built.output
+    assert built.output.count("complete") == 3
