@@ -165,10 +165,10 @@ def build_caches(recipe) -> list[str]:
 
     from .data import OneView, build_dataset, dataset_identity
     from .engine import resolve_device
-    from .registry import create_provider
+    from .methods import build_providers
 
     device = resolve_device(recipe.trainer.device)
-    providers = {name: create_provider(name, **cfg.params).to(device) for name, cfg in recipe.providers.items()}
+    providers = {name: p.to(device) for name, p in build_providers(recipe).items()}
     base = build_dataset(recipe.data, "ssl")
     caches = open_caches(providers, dataset_identity(recipe.data, "ssl", len(base)), len(base),
                          recipe.data.image_size, Path(recipe.trainer.cache_dir))

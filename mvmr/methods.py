@@ -35,6 +35,14 @@ def build_method(recipe: Recipe) -> "Method":
     return _METHODS[recipe.method](recipe)
 
 
+def build_providers(recipe: Recipe) -> dict[str, nn.Module]:
+    """The recipe's providers, built under the recipe's seed: a random-weight teacher (``pretrained: none``) is
+    the same network in every process and run, so its cached features stay valid."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.trainer.seed)
+        return {name: create_provider(name, **cfg.params) for name, cfg in recipe.providers.items()}
+
+
 class Method(nn.Module, metaclass=abc.ABCMeta):
     """Base class: ``training_step(batch, progress) -> (loss, terms)``; ``progress`` runs from 0 to 1 over training."""
 
@@ -45,9 +53,7 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         self.recipe = recipe
         # A plain dict, not a ModuleDict: provider names may hold '.' and ':' (timm:vit_small.augreg, mvmr:PATH),
         # and frozen providers are rebuilt from the recipe, never checkpointed. _apply moves them with the method.
-        self.providers: dict[str, nn.Module] = {
-            name: create_provider(name, **cfg.params) for name, cfg in recipe.providers.items()
-        }
+        self.providers: dict[str, nn.Module] = build_providers(recipe)
         self.feature_source: Optional[Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]] = None
 
     def provider_features(self, images: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:

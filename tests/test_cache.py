@@ -105,3 +105,14 @@ def test_key_depends_on_provider_params_and_data(setup):
     b = describe(mvmr.create_extractor("hog", orientations=12, cells_per_block=2), identity)
     c = describe(providers["hog"], {**identity, "length": 13})
     assert len({json.dumps(d, sort_keys=True) for d in (a, b, c)}) == 3
+
+
+def test_random_teacher_is_the_same_network_in_every_build():
+    """build_providers seeds from the recipe, so a `pretrained: none` teacher has one fingerprint (cache stays valid)."""
+    from mvmr.config import build_recipe
+    from mvmr.methods import build_providers
+
+    recipe = build_recipe({"providers": {"timm:resnet10t": {"params": {"pretrained": "none"}}}})
+    a = build_providers(recipe)["timm:resnet10t"].fingerprint()
+    torch.randn(100)  # whatever happened to the global generator in between
+    assert build_providers(recipe)["timm:resnet10t"].fingerprint() == a
