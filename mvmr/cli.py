@@ -185,25 +185,52 @@ def _load_checkpoint(path: Path):
     return load_checkpoint(path, with_providers=False)
 
 
+def _eval_features(protocol: str):
+    def run(method, recipe, limit, k, t, device):
+        from .eval import evaluate
+
+        return evaluate(method.student.to(device), recipe.data, protocol, k, t, limit, str(device))
+    return run
+
+
+def _eval_clusters(method, recipe, limit, k, t, device):
+    import torch
+
+    from .eval import cluster_metrics, labelled_splits
+
+    if not hasattr(method, "predict_clusters"):
+        raise MVMRError(f"a '{recipe.method}' checkpoint has no clustering head; 'eval clusters' is for method: mira")
+    _, test = labelled_splits(recipe.data, limit)
+    method.to(device).eval()
+    preds, labels = [], []
+    for images, y in torch.utils.data.DataLoader(test, batch_size=256):
+        preds.append(method.predict_clusters(images.to(device)).cpu())
+        labels.append(torch.as_tensor(y))
+    return cluster_metrics(torch.cat(preds), torch.cat(labels))
+
+
+EVALUATORS = {"knn": _eval_features("knn"), "linear": _eval_features("linear"), "clusters": _eval_clusters}
+
+
 @app.command("eval")
-def eval_(protocol: str = typer.Argument(..., help="knn | linear"),
+def eval_(protocol: str = typer.Argument(..., help="knn | linear | clusters"),
           checkpoint: Path = typer.Argument(..., help="A checkpoint written by mvmr (run/checkpoints/last.pt)."),
           data: list[str] = typer.Option([], "--data", help="Override the data section: key=value (e.g. name=cifar10)."),
           limit: Optional[int] = typer.Option(None, help="At most N train and N test images."),
           k: int = typer.Option(20, help="k-NN neighbours."), t: float = typer.Option(0.07, help="k-NN temperature.")) -> None:
-    """Evaluate the frozen backbone of a checkpoint: weighted k-NN or a linear probe; prints top-1 and top-5."""
+    """Evaluate a checkpoint: weighted k-NN or a linear probe on the frozen backbone (top-1, top-5), or the
+    prototype assignments of a MIRA head against the labels (NMI, AMI, ARI, Hungarian accuracy)."""
     import json
 
     from .config import build_recipe
     from .engine import resolve_device
-    from .eval import PROTOCOLS, evaluate
 
-    if protocol not in PROTOCOLS:
-        raise MVMRError(f"unknown protocol '{protocol}'; use one of {', '.join(PROTOCOLS)}")
+    if protocol not in EVALUATORS:
+        raise MVMRError(f"unknown protocol '{protocol}'; use one of {', '.join(EVALUATORS)}")
     recipe, method = _load_checkpoint(checkpoint)
     recipe = build_recipe(recipe.to_dict(), [f"data.{d}" for d in data], source="--data")
     device = resolve_device(recipe.trainer.device)
-    result = evaluate(method.student.to(device), recipe.data, protocol, k, t, limit, str(device))
+    result = EVALUATORS[protocol](method, recipe, limit, k, t, device)
     typer.echo(json.dumps({"protocol": protocol, **result}))
 
 

@@ -75,14 +75,15 @@ class ArrayDataset(Dataset):
 
 
 class TwoViews(Dataset):
-    """(original view, augmented view, label, index) for MV-MR and MIRA pretraining.
+    """(original view, augmented view, label, index, *extra augmented views) for pretraining.
 
     With a ``seed``, the augmentation of image i in epoch ``self.epoch`` comes from a generator seeded by
     (seed, epoch, i): the same whatever the worker count, the order, or an interruption and resume.
     """
 
-    def __init__(self, base: Dataset, size: int, spec: AugmentSpec, seed: Optional[int] = None) -> None:
-        self.base, self.size, self.seed, self.epoch = base, size, seed, 0
+    def __init__(self, base: Dataset, size: int, spec: AugmentSpec, seed: Optional[int] = None,
+                 extra_views: int = 0) -> None:
+        self.base, self.size, self.seed, self.epoch, self.extra_views = base, size, seed, 0, extra_views
         self.augment = PaperAugment(size, spec)
 
     def __len__(self) -> int:
@@ -94,7 +95,8 @@ class TwoViews(Dataset):
         g = None
         if self.seed is not None:
             g = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + i) % 2**63)
-        return original_view(img, self.size), self.augment(img, g), label, i
+        extra = tuple(self.augment(img, g) for _ in range(self.extra_views))
+        return (original_view(img, self.size), self.augment(img, g), label, i, *extra)
 
 
 class OneView(Dataset):

@@ -25,7 +25,7 @@ from .cache import CachedFeatures, open_caches
 from .data import TwoViews, augment_spec, build_dataset, dataset_identity, has_labels
 from .errors import ConfigError
 from .eval import evaluate
-from .methods import Method, build_method
+from .methods import Method, build_method, method_class
 
 
 # -- small pieces ------------------------------------------------------------------------------------------------
@@ -130,7 +130,8 @@ class Run:
         self.device = resolve_device(t.device)
         seed_everything(t.seed)
         base = build_dataset(recipe.data, "ssl")
-        self.dataset = TwoViews(base, recipe.data.image_size, augment_spec(recipe.data), seed=t.seed)
+        self.dataset = TwoViews(base, recipe.data.image_size, augment_spec(recipe.data), seed=t.seed,
+                                extra_views=method_class(recipe.method).extra_views)
         o = recipe.optim
         if len(self.dataset) < o.batch_size:
             raise ConfigError(f"optim.batch_size={o.batch_size} exceeds the {len(self.dataset)} training images")

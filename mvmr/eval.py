@@ -82,3 +82,19 @@ def evaluate(encoder, cfg: DataConfig, protocol: str = "knn", k: int = 20, t: fl
 
 
 PROTOCOLS = {"knn": knn_classify, "linear": linear_probe}
+
+
+def cluster_metrics(pred: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """NMI, adjusted NMI, adjusted Rand index and Hungarian-matched accuracy (percent), as SeLa reports."""
+    from scipy.optimize import linear_sum_assignment
+    from sklearn import metrics
+
+    y, p = labels.numpy(), pred.numpy()
+    clusters, classes = np.unique(p, return_inverse=True), np.unique(y, return_inverse=True)
+    table = np.zeros((len(clusters[0]), len(classes[0])))
+    np.add.at(table, (clusters[1], classes[1]), 1)
+    rows, cols = linear_sum_assignment(-table)
+    return {"nmi": 100 * metrics.normalized_mutual_info_score(y, p),
+            "ami": 100 * metrics.adjusted_mutual_info_score(y, p),
+            "ari": 100 * metrics.adjusted_rand_score(y, p),
+            "accuracy": 100 * table[rows, cols].sum() / len(y), "clusters_used": int(len(clusters[0]))}

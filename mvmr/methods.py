@@ -29,10 +29,14 @@ def register_method(name: str):
     return wrap
 
 
+def method_class(name: str):
+    if name not in _METHODS:
+        raise ConfigError(f"unknown method '{name}' (recipe key 'method'); available: {', '.join(sorted(_METHODS))}")
+    return _METHODS[name]
+
+
 def build_method(recipe: Recipe) -> "Method":
-    if recipe.method not in _METHODS:
-        raise ConfigError(f"unknown method '{recipe.method}' (recipe key 'method'); available: {', '.join(sorted(_METHODS))}")
-    return _METHODS[recipe.method](recipe)
+    return method_class(recipe.method)(recipe)
 
 
 def build_providers(recipe: Recipe) -> dict[str, nn.Module]:
@@ -47,6 +51,7 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     """Base class: ``training_step(batch, progress) -> (loss, terms)``; ``progress`` runs from 0 to 1 over training."""
 
     student: Student
+    extra_views = 0  # augmented views the data must provide beyond the one MV-MR uses
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__()
@@ -105,7 +110,10 @@ class MVMR(Method):
         )
 
     def training_step(self, batch, progress: float):
-        original, augmented, _, index = batch
+        original, augmented, _, index = batch[:4]
         z = self.student(original)
         z_aug = self.student(augmented)
         return self.objective(z_aug, z, self.provider_features(original, index))
+
+
+from . import mira  # noqa: E402,F401  (registers the "mira" method)

@@ -1,5 +1,7 @@
 """Losses as plain functions and modules, with no training-loop knowledge: import them into any loop."""
+from .clustering import mira_assign, mira_objective, sinkhorn_assign, swapped_cross_entropy
 from .dcor import distance_correlation, safe_sqrt
 from .mvmr import MVMRObjective, invariance_loss, variance_loss, weighted_total
 
-__all__ = ["distance_correlation", "safe_sqrt", "invariance_loss", "variance_loss", "weighted_total", "MVMRObjective"]
+__all__ = ["distance_correlation", "safe_sqrt", "invariance_loss", "variance_loss", "weighted_total", "MVMRObjective",
+           "mira_assign", "sinkhorn_assign", "swapped_cross_entropy", "mira_objective"]

@@ -1,0 +1,48 @@
+"""Global-batch helpers: no-ops in one process, collectives under torch.distributed.
+
+Objectives here are batch statistics; these make N processes with batch b compute what 1 process computes with
+batch N·b. ``gather_with_grad`` returns the global batch and routes each rank its own slice of the summed gradient.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over processes (no gradient; for marginals of assignments computed under no_grad)."""
+    if is_distributed():
+        x = x.clone()
+        dist.all_reduce(x)
+    return x
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate x over processes along dim 0, differentiably."""
+    if not is_distributed():
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
+def global_logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """logsumexp over ``dim`` of the tensor concatenated across processes along ``dim``."""
+    local = torch.logsumexp(x, dim=dim, keepdim=True)
+    if not is_distributed():
+        return local
+    parts = [torch.empty_like(local) for _ in range(world_size())]
+    dist.all_gather(parts, local)
+    return torch.logsumexp(torch.cat(parts, dim=dim), dim=dim, keepdim=True)

@@ -1,0 +1,74 @@
+"""The ``mira`` method: a clustering head on the student, trained by swapped prediction of pseudo-labels from an
+EMA teacher, assigned by MIRA (mutual-information-regularised) or by Sinkhorn-Knopp (SeLa/SwAV), everything else
+equal. Optional hybrid: the recipe's providers add MV-MR dCor terms on the student's embedding of an augmented view.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Recipe
+from .losses import distance_correlation, mira_assign, sinkhorn_assign, swapped_cross_entropy, weighted_total
+from .methods import Method, register_method
+from .models import Student
+
+ASSIGNERS = {
+    "mira": lambda logits, cfg, beta: mira_assign(logits, cfg.tau_teacher, beta, cfg.iters),
+    "sinkhorn": lambda logits, cfg, beta: sinkhorn_assign(logits, cfg.sinkhorn_eps, cfg.sinkhorn_iters),
+}
+
+
+def cosine_schedule(start: float, end: float, progress: float) -> float:
+    """start at progress 0, end at progress 1, along half a cosine."""
+    return end - (end - start) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1.0) / 2.0
+
+
+@register_method("mira")
+class MIRA(Method):
+    """Student + weight-normalised prototypes (gain fixed to 1) + EMA teacher sharing the prototypes."""
+
+    extra_views = 1
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__(recipe)
+        s, self.cfg = recipe.student, recipe.mira
+        self.student = Student(s.backbone, s.small_stem, self.cfg.projector)
+        self.prototypes = nn.Parameter(F.normalize(torch.randn(self.cfg.prototypes, self.student.out_dim), dim=1))
+        self.teacher = copy.deepcopy(self.student).requires_grad_(False)
+        self.weights = {"swapped_ce": 1.0, **{f"dcor/{n}": p.weight for n, p in recipe.providers.items()}}
+        self.estimator = recipe.loss.dcor_estimator
+
+    def cluster_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of L2-normalised embeddings to the unit-norm prototypes."""
+        return F.normalize(z.float(), dim=1) @ F.normalize(self.prototypes, dim=1).T
+
+    def assign(self, logits: torch.Tensor, progress: float) -> torch.Tensor:
+        beta = cosine_schedule(self.cfg.beta[0], self.cfg.beta[1], progress)
+        return ASSIGNERS[self.cfg.assigner](logits, self.cfg, beta)
+
+    def training_step(self, batch, progress: float):
+        original, view1, _, index, view2 = batch[:5]
+        z1, z2 = self.student(view1), self.student(view2)
+        with torch.no_grad():
+            targets = [self.assign(self.cluster_logits(self.teacher(v)), progress) for v in (view1, view2)]
+        terms = {"swapped_ce": swapped_cross_entropy(targets, [self.cluster_logits(z1), self.cluster_logits(z2)],
+                                                     self.cfg.tau_student)}
+        for name, feats in self.provider_features(original, index).items():
+            terms[f"dcor/{name}"] = 1.0 - distance_correlation(z1, feats, self.estimator)
+        return weighted_total(terms, self.weights), terms
+
+    @torch.no_grad()
+    def after_optimizer_step(self, progress: float) -> None:
+        momentum = cosine_schedule(self.cfg.ema[0], self.cfg.ema[1], progress)
+        for t, s in zip(self.teacher.parameters(), self.student.parameters()):
+            t.mul_(momentum).add_(s.detach(), alpha=1.0 - momentum)
+
+    @torch.no_grad()
+    def predict_clusters(self, images: torch.Tensor) -> torch.Tensor:
+        """Prototype index of each image (student network)."""
+        return self.cluster_logits(self.student(images)).argmax(1)
+

@@ -1,0 +1,121 @@
+"""MIRA and Sinkhorn-Knopp assignments against their optimality conditions, and the mira method end to end."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from mvmr.cli import app
+from mvmr.losses import mira_assign, mira_objective, sinkhorn_assign, swapped_cross_entropy
+
+RECIPES = Path(__file__).parent.parent / "recipes"
+
+
+def _logits(b=256, k=500, d=64, seed=0, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    z = F.normalize(torch.randn(b, d, generator=g, dtype=torch.float64), dim=1)
+    c = F.normalize(torch.randn(k, d, generator=g, dtype=torch.float64), dim=1)
+    return scale * z @ c.T
+
+
+@pytest.mark.parametrize("beta", [0.75, 2 / 3, 0.5])
+def test_mira_satisfies_the_fixed_point_condition(beta):
+    s, tau = _logits(), 0.225
+    w = mira_assign(s, tau, beta, iters=30)
+    p = torch.softmax(s / tau, dim=1)
+    rhs = p ** (1 / (1 - beta)) * w.mean(0) ** (-beta / (1 - beta))
+    rhs = rhs / rhs.sum(1, keepdim=True)
+    assert torch.allclose(w.sum(1), torch.ones(len(w), dtype=w.dtype))
+    assert (rhs - w).abs().max() < 1e-12
+
+
+def test_mira_minimises_its_objective():
+    s, tau, beta = _logits(seed=1), 0.225, 0.75
+    w = mira_assign(s, tau, beta, iters=30)
+    best = mira_objective(w, s, tau, beta)
+    g = torch.Generator().manual_seed(2)
+    for scale in (1e-1, 1e-2, 1e-3):
+        for _ in range(5):
+            noisy = w * torch.exp(scale * torch.randn(w.shape, generator=g, dtype=w.dtype))
+            noisy = noisy / noisy.sum(1, keepdim=True)
+            assert mira_objective(noisy, s, tau, beta) > best
+    # it is also better than the plain sharpened prediction (beta -> 0 solution)
+    assert mira_objective(torch.softmax(s / tau, 1), s, tau, beta) > best
+
+
+def test_mira_iterations_converge():
+    s = _logits(seed=3)
+    assert (mira_assign(s, 0.225, 0.75, 30) - mira_assign(s, 0.225, 0.75, 300)).abs().max() < 1e-10
+
+
+def test_sinkhorn_equipartition_and_matches_plain_swap():
+    s = _logits(seed=4, scale=0.3)
+    q = sinkhorn_assign(s, eps=0.05, iters=3)
+    assert torch.allclose(q.sum(1), torch.ones(len(q), dtype=q.dtype))
+    assert (q.mean(0) * q.shape[1] - 1).abs().max() < 1e-3  # each cluster ~1/K of the batch
+    # the same three iterations in SwAV's plain (linear-domain) form
+    Q = torch.exp(s / 0.05).T
+    Q /= Q.sum()
+    K, B = Q.shape
+    for _ in range(3):
+        Q /= Q.sum(1, keepdim=True)
+        Q /= K
+        Q /= Q.sum(0, keepdim=True)
+        Q /= B
+    assert torch.allclose(q, (Q * B).T, atol=1e-12)
+    assert (sinkhorn_assign(s, 0.05, 50).mean(0) * q.shape[1] - 1).abs().max() < 1e-8
+
+
+@pytest.mark.parametrize("assign", [lambda s: mira_assign(s, 0.225, 0.75, 30), lambda s: sinkhorn_assign(s, 0.05, 3)],
+                         ids=["mira", "sinkhorn"])
+def test_no_collapse_from_near_uniform_logits(assign):
+    s = 1e-3 * _logits(seed=5)
+    q = assign(s)
+    used = q.argmax(1).unique().numel()
+    assert used > 100 and torch.isfinite(q).all()  # 256 samples spread over many of the 500 clusters
+
+
+def test_swapped_cross_entropy_is_the_mean_over_view_pairs():
+    q1, q2 = torch.softmax(torch.randn(4, 6), 1), torch.softmax(torch.randn(4, 6), 1)
+    s1, s2 = torch.randn(4, 6), torch.randn(4, 6)
+    expected = (-(q1 * F.log_softmax(s2 / 0.1, 1)).sum(1).mean() - (q2 * F.log_softmax(s1 / 0.1, 1)).sum(1).mean()) / 2
+    assert torch.allclose(swapped_cross_entropy([q1, q2], [s1, s2], 0.1), expected)
+
+
+@pytest.mark.parametrize("assigner", ["mira", "sinkhorn"])
+def test_mira_method_two_cpu_steps_and_cluster_eval(tmp_path, assigner):
+    args = ["pretrain", str(RECIPES / "quickstart_mira.yaml"), "--out", str(tmp_path / "run")]
+    for o in ["trainer.max_steps=2", "trainer.num_workers=0", "trainer.progress=false", "optim.batch_size=16",
+              "data.limit=64", "eval.limit=32", f"mira.assigner={assigner}", "mira.prototypes=20",
+              "providers.hog.weight=0.5", f"trainer.cache_dir={tmp_path / 'cache'}"]:
+        args += ["--set", o]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in records if "loss" in r][-1]
+    assert {"swapped_ce", "dcor/hog"} <= set(last) and all(torch.isfinite(torch.tensor(v)) for v in last.values())
+    result = CliRunner().invoke(app, ["eval", "clusters", str(tmp_path / "run" / "checkpoints" / "last.pt"),
+                                      "--limit", "40"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    scores = json.loads(result.output.strip().splitlines()[-1])
+    assert 0 <= scores["nmi"] <= 100 and 0 <= scores["accuracy"] <= 100
+
+
+def test_ema_teacher_moves_towards_the_student():
+    from mvmr.config import build_recipe
+    from mvmr.methods import build_method
+
+    method = build_method(build_recipe({"method": "mira", "student": {"backbone": "resnet18"},
+                                        "mira": {"projector": "32", "prototypes": 10}}))
+    t0 = [p.clone() for p in method.teacher.parameters()]
+    with torch.no_grad():
+        for p in method.student.parameters():
+            p.add_(1.0)
+    method.after_optimizer_step(0.0)  # momentum 0.99
+    for before, t, s in zip(t0, method.teacher.parameters(), method.student.parameters()):
+        assert torch.allclose(t, 0.99 * before + 0.01 * s)
+    t1 = [p.clone() for p in method.teacher.parameters()]
+    method.after_optimizer_step(1.0)  # momentum 1 at the end of training: the teacher no longer moves
+    assert all(torch.equal(a, b) for a, b in zip(t1, method.teacher.parameters()))
