@@ -160,28 +160,36 @@ def cache_entries(root: Path) -> list[dict[str, Any]]:
 
 
 def build_caches(recipe) -> list[str]:
-    """Fill the caches of a recipe's deterministic providers over its training images (``mvmr cache build``)."""
+    """Fill the caches of a recipe's deterministic providers over its training images (``mvmr cache build``).
+    Under torchrun, process r computes every world-th batch starting at r."""
     from torch.utils.data import DataLoader
 
+    from . import distributed as dist_utils
     from .data import OneView, build_dataset, dataset_identity
-    from .engine import resolve_device
     from .methods import build_providers
 
-    device = resolve_device(recipe.trainer.device)
+    device = dist_utils.setup(recipe.trainer.device)
+    rank, world = dist_utils.rank(), dist_utils.world_size()
     providers = {name: p.to(device) for name, p in build_providers(recipe).items()}
     base = build_dataset(recipe.data, "ssl")
-    caches = open_caches(providers, dataset_identity(recipe.data, "ssl", len(base)), len(base),
-                         recipe.data.image_size, Path(recipe.trainer.cache_dir))
+    args = (providers, dataset_identity(recipe.data, "ssl", len(base)), len(base), recipe.data.image_size,
+            Path(recipe.trainer.cache_dir))
+    caches = open_caches(*args) if rank == 0 else None
+    dist_utils.barrier()
+    caches = caches if caches is not None else open_caches(*args)
     source = CachedFeatures(providers, caches)
     todo = [n for n, c in caches.items() if not c.complete]
     if todo:
-        loader = DataLoader(OneView(base, recipe.data.image_size), batch_size=recipe.optim.batch_size,
+        batch = recipe.optim.batch_size
+        loader = DataLoader(OneView(base, recipe.data.image_size), batch_size=batch,
                             num_workers=recipe.trainer.num_workers)
-        start = 0
-        for images, _ in loader:
-            index = torch.arange(start, start + len(images))
-            start += len(images)
+        for b, (images, _) in enumerate(loader):
+            if b % world != rank:
+                continue
+            index = torch.arange(b * batch, b * batch + len(images))
             for name in todo:
                 if caches[name].missing(index.numpy()).any():
                     source(name, images.to(device), index)
+    dist_utils.barrier()
+    caches = {n: FeatureCache(c.folder) for n, c in caches.items()}  # re-read: other processes may have sealed
     return [f"{name}: {c.folder} ({'complete' if c.complete else 'partial'})" for name, c in caches.items()]

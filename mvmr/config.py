@@ -86,6 +86,7 @@ class TrainerConfig(_Section):
     cache_dir: str = "~/.cache/mvmr"
     tensorboard: bool = False
     progress: bool = True
+    sync_bn: bool = False
 
 
 class EvalConfig(_Section):

@@ -5,6 +5,8 @@ batch N·b. ``gather_with_grad`` returns the global batch and routes each rank i
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 
@@ -46,3 +48,30 @@ def global_logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
     parts = [torch.empty_like(local) for _ in range(world_size())]
     dist.all_gather(parts, local)
     return torch.logsumexp(torch.cat(parts, dim=dim), dim=dim, keepdim=True)
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def setup(device: str = "auto") -> torch.device:
+    """Join the process group torchrun describes (gloo on CPU, nccl on CUDA) and pick this process's device."""
+    cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+    if launched_by_torchrun() and not is_distributed():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    if device != "auto" and device != "cuda":
+        return torch.device(device)
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def is_main() -> bool:
+    return rank() == 0

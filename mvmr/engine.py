@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from .config import Recipe, save_recipe
+from . import distributed as dist_utils
 from .cache import CachedFeatures, open_caches
 from .data import TwoViews, augment_spec, build_dataset, dataset_identity, has_labels
 from .errors import ConfigError
@@ -83,25 +84,36 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 class EpochSampler(Sampler[int]):
-    """The permutation of epoch e from a generator seeded with (seed, e), starting at position ``start``."""
+    """This process's share of epoch e's permutation (generator seeded with (seed, e)), from global position
+    ``start``. Global batch t is perm[t·B : (t+1)·B]; process r takes its r-th slice of b = B / world images, so
+    the processes' batches, concatenated in rank order, are exactly the one-process batch."""
 
-    def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world: int = 1,
+                 local_batch: int = 1) -> None:
         self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+        self.rank, self.world, self.local_batch = rank, world, local_batch
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g)[self.start:].tolist())
+        perm = torch.randperm(self.n, generator=g)[self.start:]
+        global_batch = self.local_batch * self.world
+        steps = len(perm) // global_batch
+        mine = perm[: steps * global_batch].view(steps, self.world, self.local_batch)[:, self.rank]
+        return iter(mine.reshape(-1).tolist())
 
     def __len__(self) -> int:
-        return self.n - self.start
+        return (self.n - self.start) // (self.local_batch * self.world) * self.local_batch
 
 
 def feature_cache(method: Method, recipe: Recipe, base) -> CachedFeatures:
-    """Deterministic providers read their original-view features from the on-disk cache, filling it as they go."""
+    """Deterministic providers read their original-view features from the on-disk cache, filling it as they go.
+    Under torchrun the main process creates the cache folders first; every process then fills its own rows."""
     providers = dict(method.providers.items())
     identity = dataset_identity(recipe.data, "ssl", len(base))
-    caches = open_caches(providers, identity, len(base), recipe.data.image_size, Path(recipe.trainer.cache_dir))
-    return CachedFeatures(providers, caches)
+    args = (providers, identity, len(base), recipe.data.image_size, Path(recipe.trainer.cache_dir))
+    caches = open_caches(*args) if dist_utils.is_main() else None
+    dist_utils.barrier()
+    return CachedFeatures(providers, caches if caches is not None else open_caches(*args))
 
 
 # Keys that may change when a run is resumed: where and how long it runs, not what it computes.
@@ -127,15 +139,19 @@ class Run:
         if not resume and self.ckpt_path.is_file():
             raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
         t = recipe.trainer
-        self.device = resolve_device(t.device)
+        self.device = dist_utils.setup(t.device)
+        self.rank, self.world, self.main = dist_utils.rank(), dist_utils.world_size(), dist_utils.is_main()
         seed_everything(t.seed)
         base = build_dataset(recipe.data, "ssl")
         self.dataset = TwoViews(base, recipe.data.image_size, augment_spec(recipe.data), seed=t.seed,
                                 extra_views=method_class(recipe.method).extra_views)
         o = recipe.optim
+        if o.batch_size % self.world:
+            raise ConfigError(f"optim.batch_size={o.batch_size} (the global batch) must divide among {self.world} processes")
+        self.local_batch = o.batch_size // self.world
         if len(self.dataset) < o.batch_size:
             raise ConfigError(f"optim.batch_size={o.batch_size} exceeds the {len(self.dataset)} training images")
-        self.steps_per_epoch = len(self.dataset) // (o.batch_size * o.accumulate)
+        self.steps_per_epoch = len(self.dataset) // (o.batch_size * o.accumulate)  # batch_size is the global batch
         if self.steps_per_epoch == 0:
             raise ConfigError("optim.batch_size × optim.accumulate exceeds the dataset; lower one of them")
         self.total_steps = self.steps_per_epoch * o.epochs
@@ -145,6 +161,12 @@ class Run:
             self.method.feature_source = feature_cache(self.method, recipe, base)
         if recipe.student.channels_last:
             self.method.student.to(memory_format=torch.channels_last)
+        self.model: torch.nn.Module = self.method
+        if self.world > 1:
+            if t.sync_bn:
+                self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = build_optimizer(self.method, o)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.device.type == "cuda" and t.precision == "fp16")
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
@@ -162,7 +184,8 @@ class Run:
                 "summary": self.summary, "torch_rng": torch.get_rng_state()}
 
     def save(self) -> None:
-        atomic_save(self._state(), self.ckpt_path)
+        if self.main:
+            atomic_save(self._state(), self.ckpt_path)
 
     def _load(self) -> None:
         state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
@@ -178,6 +201,8 @@ class Run:
 
     # logging
     def log(self, record: dict[str, Any]) -> None:
+        if not self.main:
+            return
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.tb is not None:
@@ -195,8 +220,8 @@ class Run:
         o, t = self.recipe.optim, self.recipe.trainer
         self.dataset.epoch = self.epoch
         start = self.batch_in_epoch * o.batch_size * o.accumulate
-        sampler = EpochSampler(len(self.dataset), t.seed, self.epoch, start)
-        return DataLoader(self.dataset, batch_size=o.batch_size, sampler=sampler, drop_last=True,
+        sampler = EpochSampler(len(self.dataset), t.seed, self.epoch, start, self.rank, self.world, self.local_batch)
+        return DataLoader(self.dataset, batch_size=self.local_batch, sampler=sampler, drop_last=True,
                           num_workers=t.num_workers, pin_memory=self.device.type == "cuda",
                           persistent_workers=False)
 
@@ -204,13 +229,14 @@ class Run:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         r, o, t = self.recipe, self.recipe.optim, self.recipe.trainer
-        self.out.mkdir(parents=True, exist_ok=True)
-        save_recipe(r, self.out / "recipe.yaml")
-        if t.tensorboard:
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_recipe(r, self.out / "recipe.yaml")
+        if t.tensorboard and self.main:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.out / "tensorboard"))
-        if self.step == 0 and self.evaluate_online and "knn_top1_at_init" not in self.summary:
+        if self.step == 0 and self.evaluate_online and self.main and "knn_top1_at_init" not in self.summary:
             init = self.knn()
             self.summary.update({"knn_top1_at_init": init["knn_top1"], "knn_top5_at_init": init["knn_top5"]})
             self.log({"step": 0, "epoch": 0, **{f"{k}_at_init": v for k, v in init.items()}})
@@ -230,12 +256,12 @@ class Run:
                         batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
                         batch[1] = batch[1].contiguous(memory_format=torch.channels_last)
                     with autocast_for(self.device, t.precision):
-                        loss, terms = self.method.training_step(batch, self.step / self.total_steps)
+                        loss, terms = self.model(batch, self.step / self.total_steps)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"loss became {loss.item()} at step {self.step}: "
                                                  + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items()))
                     self.scaler.scale(loss / o.accumulate).backward()
-                    images += batch[0].shape[0]
+                    images += batch[0].shape[0] * self.world
                     if (i + 1) % o.accumulate:
                         continue
                     lr = lr_at(self.step, self.total_steps, self.warmup_steps, o.lr)
@@ -263,12 +289,14 @@ class Run:
                 if self.batch_in_epoch >= self.steps_per_epoch:
                     self._end_epoch()
         elapsed = time.perf_counter() - started
-        if self.evaluate_online:
+        if self.evaluate_online and self.main:
             self.summary.update(self.knn())
         self.summary.update({"steps": self.step, "epochs_completed": self.epoch,
                              "images_per_s": seen / max(elapsed, 1e-9)})
         self.save()
-        (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2))
+        if self.main:
+            (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2))
+        dist_utils.barrier()
         if self.tb is not None:
             self.tb.close()
         return self.summary
@@ -278,7 +306,7 @@ class Run:
         self.batch_in_epoch = 0
         record: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
         e = self.recipe.eval
-        if self.evaluate_online and self.epoch % e.knn_every == 0:
+        if self.evaluate_online and self.main and self.epoch % e.knn_every == 0:
             record.update(self.knn())
             self.method.train()
         self.log(record)

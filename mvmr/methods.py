@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .config import Recipe
+from .distributed import gather_with_grad
 from .errors import ConfigError
 from .losses import MVMRObjective
 from .models import Student
@@ -75,6 +76,10 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     def training_step(self, batch, progress: float) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
         """The total loss and its named terms for one batch (original, augmented, label, index)."""
 
+    def forward(self, batch, progress: float):
+        """``training_step``: forward is what DistributedDataParallel wraps."""
+        return self.training_step(batch, progress)
+
     def after_optimizer_step(self, progress: float) -> None:
         """Hook for EMA updates and the like."""
 
@@ -111,9 +116,11 @@ class MVMR(Method):
 
     def training_step(self, batch, progress: float):
         original, augmented, _, index = batch[:4]
-        z = self.student(original)
-        z_aug = self.student(augmented)
-        return self.objective(z_aug, z, self.provider_features(original, index))
+        # Every term is a statistic of the global batch: gather across processes (a no-op in one process).
+        z = gather_with_grad(self.student(original))
+        z_aug = gather_with_grad(self.student(augmented))
+        features = {n: gather_with_grad(f) for n, f in self.provider_features(original, index).items()}
+        return self.objective(z_aug, z, features)
 
 
 from . import mira  # noqa: E402,F401  (registers the "mira" method)

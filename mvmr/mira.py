@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Recipe
+from .distributed import gather_with_grad
 from .losses import distance_correlation, mira_assign, sinkhorn_assign, swapped_cross_entropy, weighted_total
 from .methods import Method, register_method
 from .models import Student
@@ -57,8 +58,11 @@ class MIRA(Method):
             targets = [self.assign(self.cluster_logits(self.teacher(v)), progress) for v in (view1, view2)]
         terms = {"swapped_ce": swapped_cross_entropy(targets, [self.cluster_logits(z1), self.cluster_logits(z2)],
                                                      self.cfg.tau_student)}
-        for name, feats in self.provider_features(original, index).items():
-            terms[f"dcor/{name}"] = 1.0 - distance_correlation(z1, feats, self.estimator)
+        # The cross-entropy is a per-sample mean (DDP's gradient average makes it global); dCor needs the global batch.
+        features = self.provider_features(original, index)
+        z1_all = gather_with_grad(z1) if features else z1
+        for name, feats in features.items():
+            terms[f"dcor/{name}"] = 1.0 - distance_correlation(z1_all, gather_with_grad(feats), self.estimator)
         return weighted_total(terms, self.weights), terms
 
     @torch.no_grad()
