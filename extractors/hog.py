@@ -5,8 +5,9 @@ columns; with several channels each pixel takes the channel of largest gradient 
 mod 180, hard-binned (bin i holds i·180/n ≤ θ < (i+1)·180/n); a cell's value is the sum of magnitudes over the cell
 area; the image is cropped to whole cells; blocks slide by one cell and are normalised (L1, L1-sqrt, L2, L2-Hys with
 ε = 1e-5 and clip 0.2). Angles are always computed in float64 so float32 inputs land in the same bins.
-The speed comes from memory traffic: float32 angles with float64 only near bin
-boundaries, one index_add into all cell histograms, blocks by unfold.
+The speed comes from memory traffic (benchmarks/bench_hog.py): in-place channel selection with float masks, float32
+angles with float64 only near bin boundaries, int32 indices and one index_add into all cell histograms, block norms
+as box sums of cell sums, and one pass writing the normalised blocks.
 """
 from __future__ import annotations
 
@@ -46,15 +47,17 @@ def _strongest_channel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     """
     g_row, g_col = _gradients(x[:, 0])
     magnitude = torch.hypot(g_row, g_col)
+    better = torch.empty_like(magnitude)
     for k in range(1, x.shape[1]):
         r, c = _gradients(x[:, k])
         m = torch.hypot(r, c)
         # 1.0 where strictly larger, else 0.0; lerp with a 0/1 weight returns an endpoint exactly. (Float masks:
-        # torch.where on bool masks is ~10x slower than arithmetic on CPU.)
-        better = (m - magnitude).sign_().clamp_min_(0.0)
-        magnitude = torch.maximum(magnitude, m)
-        g_row = torch.lerp(g_row, r, better)
-        g_col = torch.lerp(g_col, c, better)
+        # torch.where on bool masks is ~10x slower than arithmetic on CPU.) In place: fresh large buffers cost
+        # page faults that dominate these cheap passes.
+        torch.sub(m, magnitude, out=better).sign_().clamp_min_(0.0)
+        torch.maximum(magnitude, m, out=magnitude)
+        g_row.lerp_(r, better)
+        g_col.lerp_(c, better)
     return magnitude, g_row, g_col
 
 
@@ -65,7 +68,7 @@ def _exact_bins(g_row: torch.Tensor, g_col: torch.Tensor, orientations: int) -> 
     theta = torch.rad2deg(torch.atan2(g_row.double(), g_col.double())).remainder(180.0)
     bins = (theta * (1.0 / width)).floor()
     bins = bins - (theta < bins * width).double() + (theta >= (bins + 1) * width).double()
-    return bins.long()
+    return bins.int()
 
 
 def _bins(g_row: torch.Tensor, g_col: torch.Tensor, orientations: int) -> torch.Tensor:
@@ -78,29 +81,35 @@ def _bins(g_row: torch.Tensor, g_col: torch.Tensor, orientations: int) -> torch.
         return _exact_bins(g_row, g_col, orientations)
     width = 180.0 / orientations
     scaled = torch.atan2(g_row, g_col).mul_(180.0 / math.pi / width).remainder_(float(orientations))
-    bins = scaled.floor()
-    near = (scaled - bins < 1e-3 / width) | (bins + 1 - scaled < 1e-3 / width)
-    bins = bins.long()
+    bins = scaled.int()  # truncation is floor: scaled >= 0
+    frac = scaled.sub_(bins)
+    near = (frac < 1e-3 / width) | (frac > 1 - 1e-3 / width)
     idx = near.nonzero(as_tuple=True)
     if idx[0].numel():
         bins[idx] = _exact_bins(g_row[idx], g_col[idx], orientations)
     return bins
 
 
-def _normalize_blocks(blocks: torch.Tensor, method: str) -> torch.Tensor:
-    """Normalise each block over its last three axes (cells_r, cells_c, orientations)."""
-    shape = blocks.shape
-    v = blocks.reshape(*shape[:-3], -1)
-    if method == "L1":
-        out = v / (v.abs().sum(-1, keepdim=True) + EPS)
-    elif method == "L1-sqrt":
-        out = torch.sqrt(v / (v.abs().sum(-1, keepdim=True) + EPS))
-    else:
-        out = v / torch.sqrt((v * v).sum(-1, keepdim=True) + EPS**2)
-        if method == "L2-Hys":
-            out = torch.minimum(out, out.new_tensor(0.2))  # clamp_max with a scalar is 3x slower here
-            out = out / torch.sqrt((out * out).sum(-1, keepdim=True) + EPS**2)
-    return out.reshape(shape)
+def _normalize_blocks(hist: torch.Tensor, b_r: int, b_c: int, method: str) -> torch.Tensor:
+    """Blocks of b_r×b_c cells sliding by one cell, each normalised as skimage's _hog_normalize_block.
+
+    A block's L1/L2 norm is a box sum of per-cell sums (no pass over the 9× larger block array), and the one
+    pass that writes the blocks also divides by that norm.
+    """
+    def box(per_cell: torch.Tensor) -> torch.Tensor:  # (B, n_r, n_c) -> (B, nb_r, nb_c, 1, 1, 1)
+        return per_cell.unfold(1, b_r, 1).unfold(2, b_c, 1).sum((-2, -1))[..., None, None, None]
+
+    blocks = hist.unfold(1, b_r, 1).unfold(2, b_c, 1).permute(0, 1, 2, 4, 5, 3)  # strided view, no copy
+    out = torch.empty(blocks.shape, dtype=hist.dtype, device=hist.device)  # contiguous, unlike div's own output
+    if method in ("L1", "L1-sqrt"):
+        torch.div(blocks, box(hist.abs().sum(-1)) + EPS, out=out)
+        return out.sqrt_() if method == "L1-sqrt" else out
+    torch.div(blocks, torch.sqrt(box(hist.square().sum(-1)) + EPS**2), out=out)
+    if method == "L2-Hys":
+        out.clamp_(max=0.2)
+        norm = torch.linalg.vector_norm(out.flatten(3), dim=-1)[..., None, None, None]
+        out.div_(torch.sqrt(norm.square_() + EPS**2))
+    return out
 
 
 def hog(images: torch.Tensor, orientations: int = 9, pixels_per_cell=(8, 8), cells_per_block=(3, 3),
@@ -123,21 +132,19 @@ def hog(images: torch.Tensor, orientations: int = 9, pixels_per_cell=(8, 8), cel
     crop = (slice(None), slice(0, n_r * c_r), slice(0, n_c * c_c))
     magnitude, bins = magnitude[crop], _bins(g_row[crop], g_col[crop], orientations)
 
-    # One flat index per pixel into all (image, cell, bin) histograms; the extra bin per cell is dropped.
-    rows = torch.arange(n_r * c_r, device=images.device) // c_r
-    cols = torch.arange(n_c * c_c, device=images.device) // c_c
-    cell = (rows[:, None] * n_c + cols[None, :])  # (h, w)
+    # One flat index per pixel into all (image, cell, bin) histograms (built in place on the int32 bins); the
+    # extra bin per cell (angles that round to 180) is dropped.
+    rows = torch.arange(n_r * c_r, device=images.device, dtype=torch.int32) // c_r
+    cols = torch.arange(n_c * c_c, device=images.device, dtype=torch.int32) // c_c
     per_image = n_r * n_c * (orientations + 1)
-    offset = torch.arange(B, device=images.device)[:, None, None] * per_image
-    index = offset + cell * (orientations + 1) + bins
+    index = bins.add_((rows[:, None] * n_c + cols[None, :]) * (orientations + 1))
+    index.add_(torch.arange(B, device=images.device, dtype=torch.int32)[:, None, None] * per_image)
     hist = torch.zeros(B * per_image, dtype=magnitude.dtype, device=images.device)
     hist.index_add_(0, index.reshape(-1), magnitude.reshape(-1))
     hist = hist.view(B, n_r, n_c, orientations + 1)[..., :orientations] / (c_r * c_c)
     if block_norm == "none":
         return hist
-    blocks = hist.unfold(1, b_r, 1).unfold(2, b_c, 1)  # (B, nb_r, nb_c, orient, b_r, b_c)
-    blocks = blocks.permute(0, 1, 2, 4, 5, 3).contiguous()  # strided views make the normalisation 10x slower
-    return _normalize_blocks(blocks, block_norm)
+    return _normalize_blocks(hist, b_r, b_c, block_norm)
 
 
 @mvmr.register_extractor("hog")
