@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import mvmr
-from mvmr.cache import CachedFeatures, FeatureCache, describe, open_caches
+from mvmr.cache import CachedFeatures, describe, open_caches
 from mvmr.losses import MVMRObjective
 
 
