@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import zlib
@@ -21,7 +22,13 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from . import __version__
+from .errors import MVMRError, NonFiniteError
+
 ORIGINAL_VIEW = "resize-short-side+center-crop/v1"
+FORMAT = "mvmr-feature-cache/1"  # written into every meta.json: `cache clear` removes only folders that carry it
+KEY_PATTERN = re.compile(r"^[0-9a-f]{24}$")
+TEMP_PATTERN = re.compile(r"^\.[0-9a-f]{24}\.[A-Za-z0-9_]+$")  # FeatureCache.open's mkdtemp names
 log: Callable[[str], None] = lambda msg: print(f"[mvmr cache] {msg}")  # noqa: E731
 
 
@@ -30,8 +37,9 @@ def cache_key(description: dict[str, Any]) -> str:
 
 
 def describe(provider, dataset_identity: dict[str, Any]) -> dict[str, Any]:
-    """Everything that decides the cached values."""
+    """Everything that decides the cached values, including mvmr's version and the provider's own."""
     return {"provider": provider.name, "params": provider.params, "fingerprint": provider.fingerprint(),
+            "provider_version": str(getattr(provider, "version", "")), "mvmr": __version__,
             "dataset": dataset_identity, "view": ORIGINAL_VIEW}
 
 
@@ -73,7 +81,8 @@ class FeatureCache:
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float32, shape=(n, dim)).flush()
         np.save(tmp / "filled.npy", np.zeros(n, dtype=np.uint8))
-        _write_json(tmp / "meta.json", {"description": description, "n": n, "dim": dim, "complete": False})
+        _write_json(tmp / "meta.json", {"format": FORMAT, "description": description, "n": n, "dim": dim,
+                                        "complete": False})
         os.replace(tmp, folder)
         return cls(folder)
 
@@ -85,6 +94,8 @@ class FeatureCache:
             filled = np.load(folder / "filled.npy", mmap_mode="r")
         except Exception as exc:
             return f"unreadable ({type(exc).__name__})"
+        if meta.get("format") != FORMAT:
+            return "not an mvmr cache of this format"
         if meta.get("description") != description:
             return "stale: made for other provider settings or data"
         if feats.shape != (n, dim) or feats.dtype != np.float32 or filled.shape != (n,):
@@ -107,6 +118,9 @@ class FeatureCache:
         """Store rows, flush them, then mark them filled; seal the cache with a checksum when every row is in."""
         if len(index) == 0:
             return
+        if not np.isfinite(values).all():
+            raise NonFiniteError(f"provider '{self.meta['description']['provider']}' returned NaN or Inf features; "
+                                 f"nothing was cached: fix the provider (its features must be finite)")
         self.features[index] = values.astype(np.float32, copy=False)
         self.features.flush()
         self.filled[index] = 1
@@ -142,10 +156,38 @@ def open_caches(providers: dict[str, Any], identity: dict[str, Any], n: int, ima
             for name, p in providers.items() if p.deterministic}
 
 
+def is_cache_folder(path: Path) -> bool:
+    """True only for what mvmr created: a real folder (not a symlink) named by a cache key whose meta.json says it
+    is an mvmr feature cache, or one of FeatureCache.open's temporary folders."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    if TEMP_PATTERN.match(path.name):
+        return True
+    if not KEY_PATTERN.match(path.name) or (path / "meta.json").is_symlink():
+        return False
+    try:
+        return json.loads((path / "meta.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def clear_caches(root: Path, dry_run: bool = False) -> list[Path]:
+    """Remove (or with ``dry_run`` only list) the mvmr cache folders directly inside ``root``; nothing else."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise MVMRError(f"cache folder '{root}' does not exist or is not a folder; pass --dir with a cache folder")
+    found = sorted(p for p in root.iterdir() if is_cache_folder(p))
+    if not dry_run:
+        for p in found:
+            shutil.rmtree(p)
+    return found
+
+
 def cache_entries(root: Path) -> list[dict[str, Any]]:
     """Summary of every cache folder under ``root``."""
     out = []
-    for meta_path in sorted(Path(root).expanduser().glob("*/meta.json")):
+    for meta_path in sorted(p / "meta.json" for p in Path(root).expanduser().glob("*") if is_cache_folder(p)
+                            and not TEMP_PATTERN.match(p.name)):
         try:
             meta = json.loads(meta_path.read_text())
             filled = np.load(meta_path.parent / "filled.npy", mmap_mode="r")

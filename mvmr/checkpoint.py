@@ -1,28 +1,122 @@
-"""Reading mvmr checkpoints back: the recipe saved inside rebuilds the method, then its weights are loaded."""
+"""Checkpoints: written atomically and only with finite values, read back with ``weights_only=True``.
+
+A checkpoint holds tensors, dicts, lists, numbers and strings only, so it never needs (and mvmr never allows) the
+unpickling of arbitrary objects: a crafted file cannot run code through ``eval``, ``export``, ``--resume`` or an
+``mvmr:<ckpt>`` teacher.
+"""
 from __future__ import annotations
 
+import os
+import pickle
+import tempfile
 from pathlib import Path
+from typing import Any, Mapping, Optional
 
 import torch
 
-from .config import Recipe, build_recipe
-from .errors import MVMRError
+from .errors import CheckpointError, MVMRError, NonFiniteError
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a half-written file.
+    The temporary name is ``.<name>.<random>.tmp``; :func:`remove_stale_temporaries` clears those a kill -9 left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions a plain open would
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files that an interrupted :func:`atomic_save` of ``path`` left behind."""
+    path = Path(path)
+    stale = [p for p in path.parent.glob(f".{path.name}.*.tmp") if p.is_file() and not p.is_symlink()]
+    for p in stale:
+        p.unlink()
+    return stale
+
+
+def first_nonfinite(state: Any, prefix: str = "") -> Optional[str]:
+    """Name of the first floating-point tensor holding NaN or Inf in a nested dict/list of tensors, else None."""
+    if torch.is_tensor(state):
+        if state.is_floating_point() or state.is_complex():
+            return None if bool(torch.isfinite(state).all()) else (prefix or "<tensor>")
+        return None
+    if isinstance(state, Mapping):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return None
+    for key, value in items:
+        bad = first_nonfinite(value, f"{prefix}.{key}" if prefix else str(key))
+        if bad is not None:
+            return bad
+    return None
+
+
+def save_checkpoint(state: Mapping[str, Any], path: Path) -> None:
+    """Write a training checkpoint atomically; refuse (keeping the previous one) if any weight or optimizer
+    statistic is NaN or Inf."""
+    bad = first_nonfinite({"method": state.get("method", {}), "optimizer": state.get("optimizer", {})})
+    if bad is not None:
+        raise NonFiniteError(f"'{bad}' holds NaN or Inf at step {state.get('step')}: not writing a checkpoint; "
+                             f"the last good one stays at {path} (lower optim.lr, or check the providers)")
+    atomic_save(dict(state), path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw dict of an mvmr checkpoint, loaded without unpickling arbitrary objects."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):
+            raise CheckpointError(f"'{path}' holds objects other than tensors, numbers and strings: refused to "
+                                  f"unpickle it (mvmr checkpoints never do; do not load files of unknown origin)") from None
+        raise CheckpointError(f"'{path}' is truncated or not a torch checkpoint (unreadable pickle); "
+                              f"use an intact checkpoint, or start over") from None
+    except Exception as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise CheckpointError(f"'{path}' is truncated or not a torch checkpoint ({first}); use an intact "
+                              f"checkpoint, or start over") from None
+    if not isinstance(state, dict) or "recipe" not in state or "method" not in state:
+        raise CheckpointError(f"'{path}' is not an mvmr checkpoint (no recipe and method inside); "
+                              f"pass a run's checkpoints/last.pt")
+    return state
 
 
 def load_checkpoint(path: str | Path, with_providers: bool = True):
-    """(recipe, method) of a checkpoint written by mvmr; ``with_providers=False`` skips building the providers."""
+    """(recipe, method) of a checkpoint written by mvmr; ``with_providers=False`` skips building the providers.
+    Non-finite weights are refused."""
+    from .config import Recipe, build_recipe
     from .methods import build_method
 
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise MVMRError(f"checkpoint '{path}' does not exist")
+    state = read_checkpoint(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
         recipe: Recipe = build_recipe(state["recipe"], source=str(path))
     except MVMRError:
         raise
     except Exception as exc:
-        raise MVMRError(f"'{path}' is not an mvmr checkpoint ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"'{path}' is not an mvmr checkpoint ({type(exc).__name__}: {exc})") from None
+    bad = first_nonfinite(state["method"])
+    if bad is not None:
+        raise NonFiniteError(f"checkpoint '{path}': weight '{bad}' holds NaN or Inf; use an earlier checkpoint "
+                             f"or train again with a lower optim.lr")
     if not with_providers:
         recipe = recipe.model_copy(update={"providers": {}})
     method = build_method(recipe)

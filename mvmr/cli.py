@@ -50,7 +50,7 @@ def _provider_table(registry, image_size: int) -> None:
 
 
 @extractors_app.command("list")
-def extractors_list(image_size: int = typer.Option(96, help="Image side used to report output sizes.")) -> None:
+def extractors_list(image_size: int = typer.Option(96, min=8, help="Image side used to report output sizes.")) -> None:
     """List registered extractors: name, deterministic or not, output size, description."""
     from .registry import extractors
 
@@ -107,19 +107,28 @@ def cache_info(directory: Optional[Path] = typer.Option(None, "--dir", help="Cac
 
 
 @cache_app.command("clear")
-def cache_clear(directory: Optional[Path] = typer.Option(None, "--dir", help="Cache folder (default ~/.cache/mvmr).")) -> None:
-    """Delete every cache in the folder."""
-    import shutil
+def cache_clear(directory: Optional[str] = typer.Option(None, "--dir", help="Cache folder (default ~/.cache/mvmr)."),
+                dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; remove nothing.")) -> None:
+    """Delete the feature caches mvmr made in the folder (folders named by a cache key, holding mvmr's meta.json);
+    nothing else in it is touched, and no symlink is followed."""
+    from .cache import clear_caches
 
-    root = _cache_dir(directory)
-    removed = [p for p in root.glob("*") if p.is_dir() and ((p / "meta.json").exists() or p.name.startswith("."))]
-    for p in removed:
-        shutil.rmtree(p)
-    typer.echo(f"removed {len(removed)} cache folder(s) from {root}")
+    if directory is not None and not directory.strip():
+        raise MVMRError("cache clear: --dir is empty (an unset variable?); name the cache folder, or omit --dir "
+                        "for ~/.cache/mvmr")
+    root = _cache_dir(Path(directory) if directory is not None else None)
+    found = clear_caches(root, dry_run)
+    for p in found:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {p}")
+    typer.echo(f"{'would remove' if dry_run else 'removed'} {len(found)} cache folder(s) from {root}")
 
 
 def _out_dir(recipe_path: Path, out: Optional[Path]) -> Path:
     return out if out is not None else Path("runs") / recipe_path.stem
+
+
+def _command(name: str, recipe: Path, out_dir: Path, extra: str = "") -> str:
+    return f"mvmr {name} {recipe}{extra} --out {out_dir} --resume"
 
 
 @app.command()
@@ -129,13 +138,12 @@ def pretrain(recipe: Path = typer.Argument(..., help="Recipe YAML."),
              resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint.")) -> None:
     """Pretrain a student with the recipe's method (MV-MR or MIRA)."""
     from .config import load_recipe
-    from .engine import pretrain as run
+    from .engine import pretrain as run, resume_recipe
 
     out_dir = _out_dir(recipe, out)
-    saved = out_dir / "recipe.yaml"
-    # The saved recipe is the truth of a run being resumed (--set may change only where/how long it runs).
-    cfg = load_recipe(saved if resume and saved.is_file() else recipe, set_)
-    summary = run(cfg, out_dir, resume)
+    # On --resume the checkpoint's recipe is the truth (--set may change only where/how long it runs).
+    cfg = resume_recipe(out_dir, recipe, set_) if resume else load_recipe(recipe, set_)
+    summary = run(cfg, out_dir, resume, source=recipe, resume_command=_command("pretrain", recipe, out_dir))
     _print_summary(summary, out_dir)
 
 
@@ -143,7 +151,8 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 
 @app.command()
-def distill(teacher: str = typer.Option("clip-vit-b16", "--teacher", help="Teacher name (mvmr teachers list)."),
+def distill(teacher: Optional[str] = typer.Option(None, "--teacher", help="Teacher name (mvmr teachers list); "
+                                                  "default clip-vit-b16."),
             recipe: Optional[Path] = typer.Argument(None, help="Recipe YAML (default: recipes/stl10_distill_clip.yaml)."),
             teacher_weights: Optional[Path] = typer.Option(None, "--teacher-weights", help="Local weight file."),
             set_: list[str] = typer.Option([], "--set", help="Override: section.key=value (repeatable)."),
@@ -151,14 +160,24 @@ def distill(teacher: str = typer.Option("clip-vit-b16", "--teacher", help="Teach
             resume: bool = typer.Option(False, "--resume", help="Continue the run in --out.")) -> None:
     """Distil a frozen teacher into the student: MV-MR with the term w·(1 − dCor(z̃, teacher(x)))."""
     from .config import build_recipe, load_recipe
-    from .engine import pretrain as run
+    from .engine import pretrain as run, resume_recipe
     from .registry import teachers
 
     recipe = recipe or RECIPES_DIR / "stl10_distill_clip.yaml"
     out_dir = _out_dir(recipe, out)
-    saved = out_dir / "recipe.yaml"
-    cfg = load_recipe(saved if resume and saved.is_file() else recipe, set_)
-    teachers.lookup(teacher)  # unknown teacher: one clear line before anything else
+    if teacher is not None:
+        teachers.lookup(teacher)  # unknown teacher: one clear line before anything else
+    extra = f" --teacher {teacher}" if teacher else ""
+    if resume:
+        cfg = resume_recipe(out_dir, recipe, set_)
+        if teacher is not None and teacher not in cfg.providers:
+            raise MVMRError(f"--resume: the run in {out_dir} distils {', '.join(cfg.providers) or 'no teacher'}, "
+                            f"not '{teacher}'; resume without --teacher, or start a new run with another --out")
+        summary = run(cfg, out_dir, True, source=recipe, resume_command=_command("distill", recipe, out_dir, extra))
+        _print_summary(summary, out_dir)
+        return
+    teacher = teacher or "clip-vit-b16"
+    cfg = load_recipe(recipe, set_)
     tree = cfg.to_dict()
     # The named teacher replaces the recipe's teachers; it keeps their weight (and params when it is the same one).
     old = {n: p for n, p in tree["providers"].items() if n in teachers}
@@ -167,7 +186,8 @@ def distill(teacher: str = typer.Option("clip-vit-b16", "--teacher", help="Teach
     if teacher_weights is not None:
         entry = {**entry, "params": {**entry["params"], "weights": str(teacher_weights.expanduser().resolve())}}
     tree["providers"][teacher] = entry
-    summary = run(build_recipe(tree, source=str(recipe)), out_dir, resume)
+    summary = run(build_recipe(tree, source=str(recipe)), out_dir, False, source=recipe,
+                  resume_command=_command("distill", recipe, out_dir, f" --teacher {teacher}"))
     _print_summary(summary, out_dir)
 
 
@@ -216,8 +236,9 @@ EVALUATORS = {"knn": _eval_features("knn"), "linear": _eval_features("linear"), 
 def eval_(protocol: str = typer.Argument(..., help="knn | linear | clusters"),
           checkpoint: Path = typer.Argument(..., help="A checkpoint written by mvmr (run/checkpoints/last.pt)."),
           data: list[str] = typer.Option([], "--data", help="Override the data section: key=value (e.g. name=cifar10)."),
-          limit: Optional[int] = typer.Option(None, help="At most N train and N test images."),
-          k: int = typer.Option(20, help="k-NN neighbours."), t: float = typer.Option(0.07, help="k-NN temperature.")) -> None:
+          limit: Optional[int] = typer.Option(None, min=1, help="At most N train and N test images."),
+          k: int = typer.Option(20, min=1, help="k-NN neighbours."),
+          t: float = typer.Option(0.07, min=1e-6, help="k-NN temperature.")) -> None:
     """Evaluate a checkpoint: weighted k-NN or a linear probe on the frozen backbone (top-1, top-5), or the
     prototype assignments of a MIRA head against the labels (NMI, AMI, ARI, Hungarian accuracy)."""
     import json
@@ -234,21 +255,65 @@ def eval_(protocol: str = typer.Argument(..., help="knn | linear | clusters"),
     typer.echo(json.dumps({"protocol": protocol, **result}))
 
 
+def _check_output_file(out: Path, source: Path) -> None:
+    """Refuse an export target that would overwrite the input, is a folder, or cannot be written."""
+    import os
+
+    out = out.expanduser()
+    if out.exists() and out.resolve() == source.expanduser().resolve():
+        raise MVMRError(f"export: '{out}' is the checkpoint being exported; choose another output file")
+    if out.is_dir():
+        raise MVMRError(f"export: '{out}' is a folder; give a file name such as {out / 'backbone.pt'}")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise MVMRError(f"export: cannot create '{out}': '{parent}' is a file, not a folder; choose another path")
+    if not os.access(parent, os.W_OK) or str(out.resolve()).startswith(("/proc/", "/sys/", "/dev/")):
+        raise MVMRError(f"export: cannot write under '{parent}'; choose a writable path")
+
+
 @app.command()
 def export(checkpoint: Path = typer.Argument(..., help="A checkpoint written by mvmr."),
            out: Path = typer.Argument(..., help="Where to write the backbone state_dict (.pt).")) -> None:
     """Write the student's backbone as a plain state_dict for the torchvision/timm constructor of the same name."""
-    from .engine import atomic_save
+    from .checkpoint import atomic_save
 
+    _check_output_file(out, checkpoint)
     recipe, method = _load_checkpoint(checkpoint)
-    atomic_save(method.student.backbone.state_dict(), out)
+    try:
+        atomic_save(method.student.backbone.state_dict(), out.expanduser())
+    except OSError as exc:
+        raise MVMRError(f"export: cannot write '{out}' ({exc.strerror or exc}); choose a writable path") from None
     typer.echo(f"wrote {out} ({recipe.student.backbone}{', small stem' if recipe.student.small_stem else ''})")
 
 
-def main() -> None:
-    """Console entry point: run the app, turning mvmr errors into one line and exit code 2."""
+def _usage_errors() -> tuple[type, ...]:
+    """click's UsageError (typer ≥ 0.29 vendors click as typer._click; older typer uses the click package)."""
+    import importlib
+
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).UsageError)
+        except ImportError:
+            pass
+    return tuple(found)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console entry point. A user-facing problem (mvmr's errors and command-line usage errors) is one line on
+    stderr and exit code 2; an interrupted run exits 130 (SIGINT) or 143 (SIGTERM) after saving."""
     try:
-        app()
+        code = app(args=argv, prog_name="mvmr", standalone_mode=False)
     except MVMRError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {exc}" if exc.exit_code == 2 else str(exc), err=True)
+        sys.exit(exc.exit_code)
+    except _usage_errors() as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "mvmr"
+        typer.echo(f"error: {exc.format_message().rstrip('.')} (see '{where} --help')", err=True)
         sys.exit(2)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

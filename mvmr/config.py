@@ -6,6 +6,7 @@ checkpoint. Unknown keys and wrong types are errors naming the key and the file.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -166,19 +167,31 @@ def build_recipe(tree: dict, overrides: Optional[list[str]] = None, source: str 
         raise ConfigError(_format_error(err, source)) from None
 
 
-def load_recipe(path: Union[str, Path], overrides: Optional[list[str]] = None) -> Recipe:
-    """Read a YAML recipe, apply overrides, validate. Errors name the key and the file."""
+def read_recipe_tree(path: Union[str, Path]) -> dict:
+    """The YAML mapping of a recipe file, or one clear error."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"recipe file '{path}' does not exist")
+        raise ConfigError(f"recipe file '{path}' does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     try:
         tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(tree).__name__}")
-    return build_recipe(tree, overrides, str(path))
+    return tree
+
+
+def load_recipe(path: Union[str, Path], overrides: Optional[list[str]] = None) -> Recipe:
+    """Read a YAML recipe, apply overrides, validate. Errors name the key and the file."""
+    return build_recipe(read_recipe_tree(path), overrides, str(path))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a small text file through a temporary name and a rename: readers never see half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def save_recipe(recipe: Recipe, path: Path) -> None:
-    path.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    atomic_write_text(Path(path), yaml.safe_dump(recipe.to_dict(), sort_keys=False))

@@ -5,6 +5,7 @@ Each dataset builder returns a torch Dataset of (image, label) for a split: "ssl
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -145,15 +146,65 @@ _torchvision("cifar100", "CIFAR100", "cifar-100-python/",
              ssl={"train": True}, train={"train": True}, test={"train": False})
 
 
+class SafeImageFolder(Dataset):
+    """torchvision's ImageFolder, except that an unreadable image never stops a run: it is reported (one line per
+    file and process) and replaced by the next readable image, so the batch keeps its size, and a resumed run sees
+    exactly the same batches instead of crashing again at the same step."""
+
+    def __init__(self, root: Path) -> None:
+        from torchvision.datasets import ImageFolder
+
+        self.folder = ImageFolder(str(root))
+        self.reported: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, i: int):
+        for k in range(len(self.folder)):
+            j = (i + k) % len(self.folder)
+            try:
+                return self.folder[j]
+            except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for broken and truncated files
+                if j not in self.reported:
+                    self.reported.add(j)
+                    print(f"warning: skipping unreadable image {self.folder.samples[j][0]} ({exc}); "
+                          f"the next image takes its place", file=sys.stderr)
+        raise DataError(f"imagefolder: no image under {self.folder.root} can be read")
+
+
 @register_dataset("imagefolder")
 def _imagefolder(cfg: DataConfig, split: str) -> Dataset:
-    """ImageNet layout: ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG."""
-    from torchvision.datasets import ImageFolder
-
+    """ImageNet layout: ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG. A class folder with no image is an
+    error (dropping it would shift every later class index between train/ and val/); an unreadable image is
+    skipped (see SafeImageFolder)."""
     root = Path(cfg.root).expanduser() / ("val" if split == "test" else "train")
     if not root.is_dir():
         raise _missing("imagefolder", root, "one sub-folder of images per class")
-    return ImageFolder(str(root))
+    try:
+        return SafeImageFolder(root)
+    except FileNotFoundError as exc:
+        message = str(exc).split(". Supported")[0]
+        raise DataError(f"imagefolder: {root}: {message}; add images to that class folder or remove it") from None
+
+
+def _check_arrays(path: Path, x: np.ndarray, y: np.ndarray, part: str) -> None:
+    """One clear line for each way an npz file's arrays can be wrong."""
+    if x.dtype != np.uint8 or x.ndim != 4:
+        raise DataError(f"npz: {path}: x_{part} must be uint8 images shaped (N, H, W, C), got {x.dtype} "
+                        f"{x.shape}; convert with (x * 255).round().astype('uint8') if they are floats in [0, 1]")
+    if x.shape[-1] not in (1, 3):
+        raise DataError(f"npz: {path}: x_{part} has {x.shape[-1]} channels; mvmr takes RGB (3) or gray (1) "
+                        f"channels-last images (drop an alpha channel with x[..., :3])")
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"npz: {path}: y_{part} must be a 1-D array of integer class indices, got {y.dtype} "
+                        f"{y.shape}; map class names to 0..C-1 first")
+    if len(x) != len(y):
+        raise DataError(f"npz: {path}: x_{part} has {len(x)} images but y_{part} has {len(y)} labels; they must match")
+    if len(x) == 0:
+        raise DataError(f"npz: {path}: x_{part} is empty")
+    if y.min() < 0:
+        raise DataError(f"npz: {path}: y_{part} holds negative labels; use class indices 0..C-1")
 
 
 @register_dataset("npz")
@@ -162,12 +213,22 @@ def _npz(cfg: DataConfig, split: str) -> Dataset:
     path = Path(cfg.root).expanduser()
     if not path.is_file():
         raise _missing("npz", path, "an .npz file with x_train, y_train, x_test, y_test")
-    with np.load(path) as f:
-        missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
-        if missing:
-            raise DataError(f"npz: {path} lacks arrays {', '.join(sorted(missing))}")
-        part = "test" if split == "test" else "train"
-        return ArrayDataset(f[f"x_{part}"], f[f"y_{part}"])
+    part = "test" if split == "test" else "train"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
+            if missing:
+                raise DataError(f"npz: {path} lacks arrays {', '.join(sorted(missing))}; it needs x_train, y_train, "
+                                f"x_test, y_test")
+            x, y = f[f"x_{part}"], f[f"y_{part}"]
+    except DataError:
+        raise
+    except Exception as exc:  # random bytes, a truncated archive, pickled objects
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:100]
+        raise DataError(f"npz: {path} is not a readable .npz archive ({type(exc).__name__}: {first}); "
+                        f"write it with numpy.savez") from None
+    _check_arrays(path, x, y, part)
+    return ArrayDataset(x, y)
 
 
 @register_dataset("digits")

@@ -54,8 +54,21 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def check_device(device: str) -> None:
+    """One clear line for a device name torch does not know, or CUDA asked for where there is none."""
+    from .errors import ConfigError
+
+    try:
+        kind = torch.device(device).type if device != "auto" else "auto"
+    except RuntimeError:
+        raise ConfigError(f"trainer.device '{device}' is not a device; use auto, cpu, cuda or cuda:N") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device '{device}': no CUDA device is available here; use auto or cpu")
+
+
 def setup(device: str = "auto") -> torch.device:
     """Join the process group torchrun describes (gloo on CPU, nccl on CUDA) and pick this process's device."""
+    check_device(device)
     cuda = torch.cuda.is_available() and device in ("auto", "cuda")
     if launched_by_torchrun() and not is_distributed():
         dist.init_process_group(backend="nccl" if cuda else "gloo")

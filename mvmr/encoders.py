@@ -6,9 +6,12 @@ random network; a tag that cannot be had is an error before training, never a si
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import socket
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
+from urllib.parse import urlparse
 
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -18,6 +21,33 @@ from .errors import WeightsError
 from .providers import Provider
 
 INTERPOLATIONS = {"bicubic": TF.InterpolationMode.BICUBIC, "bilinear": TF.InterpolationMode.BILINEAR}
+
+
+@contextlib.contextmanager
+def offline_unless_reachable(timeout: float = 2.0) -> Iterator[bool]:
+    """Around a pretrained-weights load: when the Hugging Face Hub cannot be reached within ``timeout`` seconds,
+    switch huggingface_hub to offline mode for the block, so weights already in the local cache still load and
+    missing ones fail at once instead of after a minute of retries. Yields whether the hub was reachable."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        yield True
+        return
+    if constants.HF_HUB_OFFLINE:
+        yield False
+        return
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        reachable = True
+    except OSError:
+        reachable = False
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = previous or not reachable
+    try:
+        yield reachable
+    finally:
+        constants.HF_HUB_OFFLINE = previous
 
 
 def file_digest(path: Path, chunk: int = 1 << 24) -> str:
@@ -42,7 +72,9 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise WeightsError(f"weights file '{path}' could not be read: {exc}") from None
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise WeightsError(f"weights file '{path}' could not be read ({first}); pass a state_dict saved with "
+                               f"torch.save or a .safetensors file") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -10,27 +10,31 @@ import json
 import math
 import os
 import random
-import tempfile
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
+import yaml
 from torch.utils.data import DataLoader, Sampler
 
-from .config import Recipe, save_recipe
+from .config import Recipe, atomic_write_text, save_recipe
 from . import distributed as dist_utils
 from .cache import CachedFeatures, open_caches
+from .checkpoint import atomic_save, read_checkpoint, remove_stale_temporaries, save_checkpoint
 from .data import TwoViews, augment_spec, build_dataset, dataset_identity, has_labels
-from .errors import ConfigError
+from .errors import ConfigError, Interrupted, MVMRError
 from .eval import evaluate
+from .guards import FiniteMonitor, StopSignals, ignore_interrupts_in_worker
 from .methods import Method, build_method, method_class
 
 
 # -- small pieces ------------------------------------------------------------------------------------------------
 def resolve_device(name: str) -> torch.device:
+    dist_utils.check_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -69,18 +73,7 @@ def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
                                filter_bias_and_bn=cfg.name == "lars", **kwargs)
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+__all__ = ["atomic_save", "pretrain", "Run", "lr_at", "build_optimizer", "resolve_device", "autocast_for"]
 
 
 class EpochSampler(Sampler[int]):
@@ -121,22 +114,87 @@ RESUMABLE_KEYS = ("max_steps", "progress", "num_workers", "device", "checkpoint_
                   "use_cache", "cache_dir")
 
 
-def _comparable(recipe: dict) -> dict:
-    trainer = {k: v for k, v in recipe["trainer"].items() if k not in RESUMABLE_KEYS}
-    return {**recipe, "trainer": trainer}
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: tree}
+
+
+def recipe_differences(a: dict, b: dict) -> list[str]:
+    """Dotted keys whose values differ between two resolved recipes, ignoring the resumable trainer keys."""
+    fa, fb = _flatten(a), _flatten(b)
+    skip = {f"trainer.{k}" for k in RESUMABLE_KEYS}
+    return sorted(k for k in set(fa) | set(fb) if k not in skip and fa.get(k) != fb.get(k))
+
+
+def _show(keys: list[str], limit: int = 5) -> str:
+    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def resume_recipe(out_dir: Path, recipe_path: Optional[Path], overrides: list[str]) -> Recipe:
+    """The recipe a ``--resume`` continues with: the one saved in the run's checkpoint, plus ``--set`` overrides of
+    resumable keys only. Refuses (one line, nothing written) a missing or damaged checkpoint, a recipe file edited
+    since the run started, and overrides that would change what the run computes."""
+    from .config import build_recipe, read_recipe_tree
+
+    ckpt = Path(out_dir) / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        raise ConfigError(f"--resume: no checkpoint at {ckpt}; start a new run without --resume")
+    try:
+        state = read_checkpoint(ckpt)
+    except MVMRError as exc:
+        raise type(exc)(f"--resume: {exc}; to start over, delete {ckpt} or pass another --out") from None
+    saved = build_recipe(state["recipe"], source=str(ckpt))
+    source = state.get("source") or {}
+    if recipe_path is not None and Path(recipe_path).is_file():
+        given = Path(recipe_path).resolve()
+        if str(given) == source.get("path") and "text" in source:
+            then = build_recipe(yaml.safe_load(source["text"]) or {}, source=str(given))
+            now = build_recipe(read_recipe_tree(given), source=str(given))
+            what = f"{recipe_path} was edited since the run started"
+        else:
+            then, now = saved, build_recipe(read_recipe_tree(given), source=str(given))
+            what = f"{recipe_path} is not the recipe of this run"
+        diff = recipe_differences(then.to_dict(), now.to_dict())
+        if diff:
+            raise ConfigError(f"--resume: {what} (differs in {_show(diff)}); the run continues only with its saved "
+                              f"recipe {Path(out_dir) / 'recipe.yaml'}: pass that file, or start a new run with "
+                              f"another --out")
+    recipe = build_recipe(saved.to_dict(), overrides, source="--set")
+    diff = recipe_differences(saved.to_dict(), recipe.to_dict())
+    if diff:
+        raise ConfigError(f"--resume: --set {_show(diff)} would change what the run computes; on resume only "
+                          f"trainer.{{{','.join(RESUMABLE_KEYS)}}} may change")
+    return recipe
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
 class Run:
     """One training run in a folder: recipe.yaml, metrics.jsonl, checkpoints/last.pt, summary.json."""
 
-    def __init__(self, recipe: Recipe, out_dir: Path, resume: bool = False, console=None) -> None:
+    def __init__(self, recipe: Recipe, out_dir: Path, resume: bool = False, console=None,
+                 source: Optional[Path] = None, resume_command: Optional[str] = None) -> None:
         self.recipe, self.out = recipe, Path(out_dir)
         self.console = console
         self.ckpt_path = self.out / "checkpoints" / "last.pt"
-        if resume and not self.ckpt_path.is_file():
-            raise ConfigError(f"--resume: no checkpoint at {self.ckpt_path}")
-        if not resume and self.ckpt_path.is_file():
+        # The recipe file as it was when the run started: --resume refuses it once edited.
+        self.source = None
+        if source is not None and Path(source).is_file():
+            self.source = {"path": str(Path(source).resolve()), "text": Path(source).read_text()}
+        self.resume_command = resume_command or f"mvmr pretrain {self.out / 'recipe.yaml'} --out {self.out} --resume"
+        state = None
+        if resume:
+            if not self.ckpt_path.is_file():
+                raise ConfigError(f"--resume: no checkpoint at {self.ckpt_path}; start a new run without --resume")
+            state = read_checkpoint(self.ckpt_path)  # before anything is built or written
+            diff = recipe_differences(state["recipe"], recipe.to_dict())
+            if diff:
+                raise ConfigError(f"--resume: the recipe differs from the one saved in {self.ckpt_path} in "
+                                  f"{_show(diff)}; resume with the saved recipe ({self.out / 'recipe.yaml'})")
+        elif self.ckpt_path.is_file():
             raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
         t = recipe.trainer
         self.device = dist_utils.setup(t.device)
@@ -157,6 +215,8 @@ class Run:
         self.total_steps = self.steps_per_epoch * o.epochs
         self.warmup_steps = int(round(o.warmup_epochs * self.steps_per_epoch))
         self.method: Method = build_method(recipe).to(self.device)
+        self.monitor = FiniteMonitor(deferred=self.device.type != "cpu")
+        self.method.monitor = self.monitor
         if t.use_cache:
             self.method.feature_source = feature_cache(self.method, recipe, base)
         if recipe.student.channels_last:
@@ -172,42 +232,60 @@ class Run:
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.evaluate_online = recipe.eval.knn_every > 0 and has_labels(recipe.data)
         self.summary: dict[str, Any] = {}
+        self.metrics_bytes = 0
         self.tb = None
-        if resume:
-            self._load()
+        if state is not None:
+            self._load(state)
 
     # checkpoints
     def _state(self) -> dict[str, Any]:
         return {"recipe": self.recipe.to_dict(), "method": self.method.trainable_state(),
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "summary": self.summary, "torch_rng": torch.get_rng_state()}
+                "summary": self.summary, "torch_rng": torch.get_rng_state(), "source": self.source,
+                "metrics_bytes": self.metrics_bytes}
 
     def save(self) -> None:
+        """Check everything queued for finiteness, then write the checkpoint atomically (refusing NaN weights)."""
+        self.monitor.flush()
         if self.main:
-            atomic_save(self._state(), self.ckpt_path)
+            save_checkpoint(self._state(), self.ckpt_path)
 
-    def _load(self) -> None:
-        state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
-        if _comparable(state["recipe"]) != _comparable(self.recipe.to_dict()):
-            raise ConfigError(f"--resume: the recipe differs from the one saved in {self.ckpt_path}; "
-                              f"resume with the saved recipe ({self.out / 'recipe.yaml'})")
+    def _load(self, state: dict[str, Any]) -> None:
         self.method.load_trainable_state(state["method"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.summary = state["summary"]
+        self.metrics_bytes = int(state.get("metrics_bytes", 0))
+        self.source = state.get("source")
         torch.set_rng_state(state["torch_rng"])
+
+    def _open_outputs(self, resuming: bool) -> None:
+        """A new run starts its files afresh; a resumed one cuts metrics.jsonl back to its checkpoint, so no
+        record is duplicated; stale temporary files of a killed checkpoint write are removed."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.ckpt_path)
+        metrics = self.out / "metrics.jsonl"
+        if not resuming:
+            metrics.write_text("")
+            (self.out / "summary.json").unlink(missing_ok=True)
+        elif metrics.is_file() and metrics.stat().st_size > self.metrics_bytes:
+            with open(metrics, "r+b") as f:
+                f.truncate(self.metrics_bytes)
+        save_recipe(self.recipe, self.out / "recipe.yaml")
 
     # logging
     def log(self, record: dict[str, Any]) -> None:
         if not self.main:
             return
+        record = {**record, "time": time.time()}
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+            self.metrics_bytes = f.tell()
         if self.tb is not None:
             for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                if isinstance(v, (int, float)) and k not in ("step", "epoch", "time"):
                     self.tb.add_scalar(k, v, record.get("step", self.step))
 
     def knn(self) -> dict[str, float]:
@@ -223,15 +301,30 @@ class Run:
         sampler = EpochSampler(len(self.dataset), t.seed, self.epoch, start, self.rank, self.world, self.local_batch)
         return DataLoader(self.dataset, batch_size=self.local_batch, sampler=sampler, drop_last=True,
                           num_workers=t.num_workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False)
+                          persistent_workers=False,
+                          worker_init_fn=ignore_interrupts_in_worker if t.num_workers > 0 else None)
+
+    def _stop_requested(self, stop: StopSignals, sync: bool) -> Optional[int]:
+        """The signal that asked this run to stop, agreed by every process (checked on log steps under torchrun)."""
+        if self.world == 1 or not sync:
+            return stop.received if self.world == 1 else None
+        flag = torch.tensor([stop.received or 0], device=self.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return int(flag.item()) or None
 
     def train(self) -> dict[str, Any]:
+        with StopSignals() as stop:
+            return self._train(stop)
+
+    def _train(self, stop: StopSignals) -> dict[str, Any]:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         r, o, t = self.recipe, self.recipe.optim, self.recipe.trainer
         if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            save_recipe(r, self.out / "recipe.yaml")
+            self._open_outputs(resuming=self.step > 0 or self.ckpt_path.is_file())
+            if t.precision == "fp16" and self.device.type == "cpu":
+                print("note: trainer.precision=fp16 runs as fp32 on the CPU (fp16 autocast is for CUDA; "
+                      "trainer.precision=bf16 gives bfloat16 autocast)", file=sys.stderr)
         if t.tensorboard and self.main:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -246,6 +339,8 @@ class Run:
                             TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=self.console,
                             disable=not t.progress)
         started, seen = time.perf_counter(), 0
+        loss_message = ("the loss is NaN or Inf at step {step} {terms}; the run stopped and its last good "
+                        f"checkpoint is kept ({self.ckpt_path}): lower optim.lr or check the providers")
         with progress:
             task = progress.add_task("train", total=last_step, completed=self.step, info="")
             while self.step < last_step:
@@ -255,11 +350,10 @@ class Run:
                     if r.student.channels_last:
                         batch[0] = batch[0].contiguous(memory_format=torch.channels_last)
                         batch[1] = batch[1].contiguous(memory_format=torch.channels_last)
+                    self.monitor.step = self.step + 1
                     with autocast_for(self.device, t.precision):
                         loss, terms = self.model(batch, self.step / self.total_steps)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"loss became {loss.item()} at step {self.step}: "
-                                                 + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items()))
+                    self.monitor.watch(loss_message, loss, terms)
                     self.scaler.scale(loss / o.accumulate).backward()
                     images += batch[0].shape[0] * self.world
                     if (i + 1) % o.accumulate:
@@ -276,26 +370,35 @@ class Run:
                     seen += images
                     speed = images / max(1e-9, time.perf_counter() - tick)
                     tick, images = time.perf_counter(), 0
-                    if self.step % t.log_every == 0 or self.step == last_step:
-                        record = {"step": self.step, "epoch": self.epoch, "lr": lr, "loss": loss.item(),
-                                  **{k: v.item() for k, v in terms.items()}, "images_per_s": speed}
-                        self.log(record)
-                    progress.update(task, completed=self.step, info=f"loss {loss.item():.4f} " + " ".join(
-                        f"{k} {v.item():.3f}" for k, v in terms.items()) + f" | {speed:.0f} img/s")
+                    logging_step = self.step % t.log_every == 0 or self.step == last_step
+                    if logging_step:
+                        self.monitor.flush()
+                        values = {k: v.item() for k, v in terms.items()}
+                        self.log({"step": self.step, "epoch": self.epoch, "lr": lr, "loss": loss.item(), **values,
+                                  "images_per_s": speed})
+                        progress.update(task, info=f"loss {loss.item():.4f} " + " ".join(
+                            f"{k} {v:.3f}" for k, v in values.items()) + f" | {speed:.0f} img/s")
+                    progress.update(task, completed=self.step)
                     if self.step % t.checkpoint_every == 0:
                         self.save()
+                    signum = self._stop_requested(stop, logging_step)
+                    if signum:
+                        self.save()
+                        dist_utils.barrier()
+                        raise Interrupted(f"interrupted at step {self.step}; continue with: {self.resume_command}",
+                                          signum)
                     if self.step >= last_step or self.batch_in_epoch >= self.steps_per_epoch:
                         break
                 if self.batch_in_epoch >= self.steps_per_epoch:
                     self._end_epoch()
         elapsed = time.perf_counter() - started
-        if self.evaluate_online and self.main:
-            self.summary.update(self.knn())
+        if self.evaluate_online and self.main and self.summary.get("knn_step") != self.step:
+            self.summary.update(self.knn(), knn_step=self.step)
         self.summary.update({"steps": self.step, "epochs_completed": self.epoch,
                              "images_per_s": seen / max(elapsed, 1e-9)})
         self.save()
         if self.main:
-            (self.out / "summary.json").write_text(json.dumps(self.summary, indent=2))
+            atomic_write_text(self.out / "summary.json", json.dumps(self.summary, indent=2))
         dist_utils.barrier()
         if self.tb is not None:
             self.tb.close()
@@ -306,13 +409,17 @@ class Run:
         self.batch_in_epoch = 0
         record: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
         e = self.recipe.eval
-        if self.evaluate_online and self.main and self.epoch % e.knn_every == 0:
-            record.update(self.knn())
+        last_epoch = self.epoch == self.recipe.optim.epochs
+        if self.evaluate_online and self.main and (self.epoch % e.knn_every == 0 or last_epoch):
+            scores = self.knn()
+            record.update(scores)
+            self.summary.update(scores, knn_step=self.step)  # the end of the run reuses it instead of running twice
             self.method.train()
         self.log(record)
         self.save()
 
 
-def pretrain(recipe: Recipe, out_dir: Path, resume: bool = False, console=None) -> dict[str, Any]:
+def pretrain(recipe: Recipe, out_dir: Path, resume: bool = False, console=None, source: Optional[Path] = None,
+             resume_command: Optional[str] = None) -> dict[str, Any]:
     """Train ``recipe`` into ``out_dir`` (or continue it with ``resume``); returns the summary."""
-    return Run(recipe, out_dir, resume, console).train()
+    return Run(recipe, out_dir, resume, console, source, resume_command).train()

@@ -15,6 +15,7 @@ from torch import nn
 from .config import Recipe
 from .distributed import gather_with_grad
 from .errors import ConfigError
+from .guards import FiniteMonitor
 from .losses import MVMRObjective
 from .models import Student
 from .registry import create_provider
@@ -61,6 +62,7 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         # and frozen providers are rebuilt from the recipe, never checkpointed. _apply moves them with the method.
         self.providers: dict[str, nn.Module] = build_providers(recipe)
         self.feature_source: Optional[Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]] = None
+        self.monitor = FiniteMonitor()  # the engine swaps in one that knows the step (and defers on GPUs)
 
     def provider_features(self, images: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each provider's features of the original view; from ``feature_source`` (e.g. the cache) when set."""
@@ -70,6 +72,8 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
                 out[name] = self.feature_source(name, images, index)
             else:
                 out[name] = provider(images)
+            self.monitor.watch(f"provider '{name}' returned NaN or Inf features at step {{step}}; fix the provider "
+                               f"(its features must be finite)", out[name])
         return out
 
     @abc.abstractmethod

@@ -2,7 +2,8 @@
 
 Images arrive as float tensors in [0, 1], RGB, shaped (B, 3, H, W); every provider applies its own resizing and
 normalization. A provider declares whether it is deterministic (so its features on the original view may be cached)
-and its output size for a given image size. It is always frozen: eval mode, no parameter requires gradients, and its
+and its output size for a given image size, and may declare a ``version`` (part of the cache key, so a fixed
+provider never reads features its older code cached). It is always frozen: eval mode, no parameter requires gradients, and its
 forward runs under ``torch.no_grad``.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ class Provider(nn.Module, metaclass=abc.ABCMeta):
 
     deterministic: bool = True
     description: str = ""
+    version: str = "1"  # bump when the features a provider computes change: it is part of the feature-cache key
 
     def __init__(self) -> None:
         super().__init__()

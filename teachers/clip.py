@@ -1,10 +1,11 @@
 """CLIP image towers from open_clip: ``clip-vit-b16`` (the MV-MR distillation teacher) and ``clip:<model>[:<tag>]``."""
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import mvmr
-from mvmr.encoders import FrozenEncoder, file_digest, load_strict
+from mvmr.encoders import FrozenEncoder, file_digest, load_strict, offline_unless_reachable
 from mvmr.errors import WeightsError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -17,17 +18,24 @@ def open_clip_teacher(model_name: str, pretrained: str, weights: Optional[str], 
 
     if model_name not in open_clip.list_models():
         raise ValueError(f"open_clip has no model '{model_name}'")
-    model = open_clip.create_model(model_name, pretrained=None)
+    logging.disable(logging.WARNING)  # open_clip warns "initialized randomly": the weights are loaded below
+    try:
+        model = open_clip.create_model(model_name, pretrained=None)
+    finally:
+        logging.disable(logging.NOTSET)
     if weights is not None:
         load_strict(model, weights, who)
         weights_id = "file:" + file_digest(__import__("pathlib").Path(weights).expanduser())
     elif pretrained.lower() != "none":
+        online = True
         try:
-            open_clip.load_checkpoint(model, open_clip.download_pretrained(
-                open_clip.get_pretrained_cfg(model_name, pretrained)))
+            with offline_unless_reachable() as online:
+                open_clip.load_checkpoint(model, open_clip.download_pretrained(
+                    open_clip.get_pretrained_cfg(model_name, pretrained)))
         except Exception as exc:
+            why = "offline and not in the local cache" if not online else str(exc).splitlines()[0][:120]
             raise WeightsError(
-                f"{who}: pretrained weights '{pretrained}' for {model_name} cannot be had ({str(exc)[:120]}); "
+                f"{who}: pretrained weights '{pretrained}' for {model_name} cannot be had ({why}); "
                 f"pass --teacher-weights PATH (a local open_clip checkpoint) or params.weights, "
                 f"or params.pretrained: none for a random teacher") from None
         weights_id = f"open_clip:{model_name}:{pretrained}"

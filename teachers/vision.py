@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import mvmr
-from mvmr.encoders import FrozenEncoder, file_digest, load_strict
+from mvmr.encoders import FrozenEncoder, file_digest, load_strict, offline_unless_reachable
 from mvmr.errors import WeightsError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -23,13 +23,16 @@ def timm_teacher(spec: str, pretrained: str = "default", weights: Optional[str] 
         raise ValueError(f"timm has no model '{spec}'")
     name = spec if pretrained in ("default", "none") else f"{spec}.{pretrained}"
     use_hub = weights is None and pretrained != "none"
+    online = True
     try:
-        model = timm.create_model(name, pretrained=use_hub, num_classes=0)
+        with offline_unless_reachable() as online:
+            model = timm.create_model(name, pretrained=use_hub, num_classes=0)
     except Exception as exc:
         if not use_hub:
             raise
+        why = "offline and not in the local cache" if not online else str(exc).splitlines()[0][:120]
         raise WeightsError(f"teacher 'timm:{spec}': pretrained weights ({pretrained}) cannot be had "
-                           f"({str(exc)[:120]}); pass --teacher-weights PATH or params.pretrained: none") from None
+                           f"({why}); pass --teacher-weights PATH or params.pretrained: none") from None
     weights_id = f"timm:{name}" if use_hub else None
     if weights is not None:
         load_strict(model, weights, f"teacher 'timm:{spec}'")

@@ -17,9 +17,11 @@ ESTIMATORS = ("biased", "unbiased")
 
 
 def safe_sqrt(v: torch.Tensor) -> torch.Tensor:
-    """sqrt(v) for v > 0, else 0, with a zero (not NaN or infinite) gradient there."""
+    """sqrt(v) for v > 0, else 0, with a zero (not NaN or infinite) gradient there. NaN stays NaN: a broken input
+    must show in the loss, not vanish into a zero."""
     positive = v > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, v, torch.ones_like(v))), torch.zeros_like(v))
+    zero_or_nan = v.clamp(max=0.0) * 0.0
+    return torch.where(positive, torch.sqrt(torch.where(positive, v, torch.ones_like(v))), zero_or_nan)
 
 
 def _distances(x: torch.Tensor) -> torch.Tensor:
@@ -47,9 +49,9 @@ def _u_centre(a: torch.Tensor) -> torch.Tensor:
 
 
 def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """num / den where den > 0, else 0 (dcor's convention), with a finite gradient everywhere."""
-    positive = den > 0
-    return torch.where(positive, num / torch.where(positive, den, torch.ones_like(den)), torch.zeros_like(num))
+    """num / den, and 0 where den == 0 (dcor's convention), with a finite gradient there; NaN propagates."""
+    zero = den == 0
+    return torch.where(zero, torch.zeros_like(num), num / torch.where(zero, torch.ones_like(den), den))
 
 
 def _as_matrix(t: torch.Tensor, name: str) -> torch.Tensor:

@@ -1,0 +1,306 @@
+"""The catalogue of bad inputs, through the real command line (``mvmr.cli.main``, in-process for speed).
+
+Each case asserts: exit code 2, stderr is one line ``error: ...`` naming the thing (and the fix where there is
+one), no traceback, and the file tree (run folders, caches, recipes, data, HOME) is exactly as it was.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mvmr.cli import main
+
+GOOD = {
+    "method": "mvmr",
+    "data": {"name": "digits", "image_size": 16, "limit": 32},
+    "student": {"backbone": "resnet18", "projector": "32-16"},
+    "providers": {"pixels": {"weight": 1.0}},
+    "optim": {"batch_size": 8, "epochs": 1, "warmup_epochs": 0},
+    "trainer": {"max_steps": 2, "num_workers": 0, "progress": False, "precision": "fp32", "checkpoint_every": 1},
+    "eval": {"knn_every": 0},
+}
+
+
+class Payload:
+    """A pickle that would create a marker file when unpickled with weights_only=False."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    try:
+        main([str(a) for a in argv])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A folder with a good recipe, trained runs and damaged files of every kind."""
+    w = tmp_path_factory.mktemp("world")
+    good = {**GOOD, "trainer": {**GOOD["trainer"], "cache_dir": str(w / "cache")}}
+    (w / "good.yaml").write_text(yaml.safe_dump(good))
+    (w / "edited.yaml").write_text(yaml.safe_dump(good))
+    (w / "home").mkdir()
+    (w / "cwd").mkdir()
+    old_cwd, old_home = os.getcwd(), os.environ.get("HOME")
+    os.chdir(w / "cwd")
+    os.environ["HOME"] = str(w / "home")
+    try:
+        for out, recipe in [("run", "good.yaml"), ("run_edit", "edited.yaml"), ("run_trunc", "good.yaml"),
+                            ("run_payload", "good.yaml")]:
+            try:
+                main(["pretrain", str(w / recipe), "--out", str(w / out)])
+            except SystemExit as exc:
+                assert exc.code == 0
+    finally:
+        os.chdir(old_cwd)
+        os.environ["HOME"] = old_home or ""
+    edited = {**good, "optim": {**good["optim"], "lr": 0.05}}
+    (w / "edited.yaml").write_text(yaml.safe_dump(edited))
+    ckpt = w / "run" / "checkpoints" / "last.pt"
+    data = ckpt.read_bytes()
+    (w / "run_trunc" / "checkpoints" / "last.pt").write_bytes(data[: len(data) // 2])
+    (w / "truncated.pt").write_bytes(data[: len(data) // 3])
+    (w / "random.pt").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    state = torch.load(ckpt, weights_only=True)
+    payload = {**state, "extra": Payload(w / "MARKER")}
+    torch.save(payload, w / "payload.pt")
+    torch.save(payload, w / "run_payload" / "checkpoints" / "last.pt")
+    torch.save({"state_dict": {"w": Payload(w / "MARKER")}}, w / "payload_weights.pt")
+    bad = {**state, "method": {k: v.clone() for k, v in state["method"].items()}}
+    first = next(k for k, v in bad["method"].items() if v.is_floating_point())
+    bad["method"][first].fill_(float("nan"))
+    torch.save(bad, w / "nan.pt")
+    torch.save({"not": "a checkpoint"}, w / "foreign.pt")
+    # npz files, each wrong in one way
+    g = np.random.default_rng(1)
+    x, y = g.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8), np.arange(16) % 4
+    npz = w / "npz"
+    npz.mkdir()
+    (npz / "random.npz").write_bytes(g.integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    np.savez(npz / "good.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    (npz / "truncated.npz").write_bytes((npz / "good.npz").read_bytes()[:3000])
+    np.savez(npz / "lengths.npz", x_train=x, y_train=y[:10], x_test=x, y_test=y)
+    rgba = np.concatenate([x, x[..., :1]], axis=-1)
+    np.savez(npz / "rgba.npz", x_train=rgba, y_train=y, x_test=rgba, y_test=y)
+    names = np.array([f"c{i}" for i in y])
+    np.savez(npz / "strings.npz", x_train=x, y_train=names, x_test=x, y_test=names)
+    np.savez(npz / "floats.npz", x_train=x / 255.0, y_train=y, x_test=x / 255.0, y_test=y)
+    np.savez(npz / "missing.npz", x_train=x, y_train=y)
+    np.savez(npz / "flat.npz", x_train=x[..., 0], y_train=y, x_test=x[..., 0], y_test=y)
+    np.savez(npz / "empty.npz", x_train=x[:0], y_train=y[:0], x_test=x, y_test=y)
+    # an ImageNet-style folder with an empty class folder
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (w / "imagenet_empty" / split / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(x[i]).save(w / "imagenet_empty" / split / "a" / f"{i}.JPEG")
+    (w / "a_file").write_text("not a folder")
+    (w / "exports").mkdir()
+    provider_recipe = {**good, "providers": {f"mvmr:{w / 'payload.pt'}": {"weight": 1.0}}}
+    (w / "payload_provider.yaml").write_text(yaml.safe_dump(provider_recipe))
+    (w / "list.yaml").write_text("- a\n- b\n")
+    (w / "broken.yaml").write_text("optim: {lr: [1, 2\n")
+    shutil.rmtree(w / "cwd")
+    (w / "cwd").mkdir()
+    return w
+
+
+def P(*args):  # pretrain with the good recipe and overrides
+    return ("pretrain", "{w}/good.yaml", "--out", "{w}/new", *[a for o in args for a in ("--set", o)])
+
+
+def NPZ(name):
+    return P("data.name=npz", f"data.root={{w}}/npz/{name}.npz", "data.limit=null")
+
+
+CASES = {
+    # recipes
+    "recipe-missing": (("pretrain", "{w}/nope.yaml"), ["nope.yaml", "does not exist"]),
+    "recipe-is-folder": (("pretrain", "{w}/npz"), ["folder"]),
+    "recipe-not-yaml": (("pretrain", "{w}/broken.yaml"), ["broken.yaml", "not valid YAML"]),
+    "recipe-a-list": (("pretrain", "{w}/list.yaml"), ["mapping of sections"]),
+    "unknown-section": (P("foo.bar=1"), ["unknown key 'foo'"]),
+    "unknown-key": (P("optim.lrr=1"), ["optim.lrr"]),
+    "lr-not-a-number": (P("optim.lr=abc"), ["optim.lr"]),
+    "lr-negative": (P("optim.lr=-1"), ["optim.lr", "greater than 0"]),
+    "batch-of-one": (P("optim.batch_size=1"), ["optim.batch_size"]),
+    "accumulate-zero": (P("optim.accumulate=0"), ["optim.accumulate"]),
+    "image-size-tiny": (P("data.image_size=4"), ["data.image_size"]),
+    "knn-every-negative": (P("eval.knn_every=-1"), ["eval.knn_every"]),
+    "set-without-equals": (P("optim.lr"), ["--set", "section.key=value"]),
+    "set-into-a-value": (P("data.name.x=1"), ["'name' is not a section"]),
+    "unknown-method": (P("method=simclr"), ["unknown method 'simclr'"]),
+    "unknown-optimizer": (P("optim.name=rmsprop"), ["optim.name"]),
+    "unknown-precision": (P("trainer.precision=fp8"), ["trainer.precision"]),
+    "unknown-assigner": (P("method=mira", "mira.assigner=kmeans"), ["mira.assigner"]),
+    "device-tpu9": (P("trainer.device=tpu9"), ["trainer.device 'tpu9'", "cpu"]),
+    "unknown-backbone": (P("student.backbone=resnet9000"), ["student.backbone 'resnet9000'"]),
+    "bad-projector": (P("student.projector=wide"), ["projector spec 'wide'"]),
+    "small-stem-on-timm": (P("student.backbone=timm:resnet18", "student.small_stem=true"), ["small_stem"]),
+    "batch-exceeds-data": (P("optim.batch_size=64"), ["optim.batch_size=64", "exceeds"]),
+    "unknown-provider": (P("providers.hogg.weight=1"), ["unknown provider 'hogg'", "did you mean 'hog'"]),
+    "provider-bad-param": (P("providers.hog.params.bins=3"), ["hog", "no parameter 'bins'", "orientations"]),
+    "provider-bad-value": (P("providers.hog.params.orientations=0"), ["orientations must be"]),
+    "scatnet-bad-J": (P("providers.scatnet.params.J=0"), ["scatnet", "J and L"]),
+    "unknown-dataset": (P("data.name=mnist9"), ["unknown dataset 'mnist9'"]),
+    # data on disk
+    "stl10-missing": (P("data.name=stl10", "data.root={w}/nowhere"), ["stl10", "data.download=true"]),
+    "cifar10-missing": (P("data.name=cifar10", "data.root={w}/nowhere"), ["cifar10", "data.root"]),
+    "cifar100-missing": (P("data.name=cifar100", "data.root={w}/nowhere"), ["cifar100", "data.root"]),
+    "imagefolder-missing": (P("data.name=imagefolder", "data.root={w}/nowhere"), ["imagefolder", "data.root"]),
+    "imagefolder-empty-class": (P("data.name=imagefolder", "data.root={w}/imagenet_empty", "data.limit=null"),
+                                ["imagenet_empty", "add images", "remove it"]),
+    "npz-missing": (NPZ("nope"), ["npz", "data.root"]),
+    "npz-random-bytes": (NPZ("random"), ["random.npz", "not a readable .npz"]),
+    "npz-truncated": (NPZ("truncated"), ["truncated.npz", "not a readable .npz"]),
+    "npz-lengths-differ": (NPZ("lengths"), ["16 images", "10 labels"]),
+    "npz-rgba": (NPZ("rgba"), ["4 channels", "alpha"]),
+    "npz-string-labels": (NPZ("strings"), ["y_train", "integer class indices"]),
+    "npz-float-images": (NPZ("floats"), ["x_train", "uint8"]),
+    "npz-missing-arrays": (NPZ("missing"), ["lacks arrays", "x_test"]),
+    "npz-no-channels": (NPZ("flat"), ["x_train", "(N, H, W, C)"]),
+    "npz-empty": (NPZ("empty"), ["x_train is empty"]),
+    # runs and resume
+    "out-holds-a-run": (("pretrain", "{w}/good.yaml", "--out", "{w}/run"), ["already holds a run", "--resume"]),
+    "resume-without-checkpoint": (("pretrain", "{w}/good.yaml", "--out", "{w}/new", "--resume"), ["no checkpoint"]),
+    "resume-truncated": (("pretrain", "{w}/good.yaml", "--out", "{w}/run_trunc", "--resume"),
+                         ["run_trunc/checkpoints/last.pt", "truncated", "start over"]),
+    "resume-edited-recipe": (("pretrain", "{w}/edited.yaml", "--out", "{w}/run_edit", "--resume"),
+                             ["edited.yaml was edited", "optim.lr", "run_edit/recipe.yaml"]),
+    "resume-other-recipe": (("pretrain", "{w}/edited.yaml", "--out", "{w}/run", "--resume"),
+                            ["not the recipe of this run", "optim.lr"]),
+    "resume-set-changes-math": (("pretrain", "{w}/good.yaml", "--out", "{w}/run", "--resume", "--set",
+                                 "optim.lr=0.1"), ["--set optim.lr", "would change"]),
+    "resume-payload": (("pretrain", "{w}/good.yaml", "--out", "{w}/run_payload", "--resume"), ["refused to unpickle"]),
+    "provider-payload-checkpoint": (("pretrain", "{w}/payload_provider.yaml", "--out", "{w}/new"),
+                                    ["payload.pt", "refused to unpickle"]),
+    # distillation
+    "distill-unknown-teacher": (("distill", "{w}/good.yaml", "--teacher", "clip-vit-b61", "--out", "{w}/new"),
+                                ["unknown teacher 'clip-vit-b61'", "did you mean"]),
+    "distill-offline-tag": (("distill", "{w}/good.yaml", "--teacher", "clip-vit-b16", "--out", "{w}/new"),
+                            ["laion400m_e32", "--teacher-weights", "pretrained: none"]),
+    "distill-weights-missing": (("distill", "{w}/good.yaml", "--teacher", "timm:resnet18", "--teacher-weights",
+                                 "{w}/nope.pt", "--out", "{w}/new"), ["nope.pt", "does not exist"]),
+    "distill-weights-garbage": (("distill", "{w}/good.yaml", "--teacher", "timm:resnet18", "--teacher-weights",
+                                 "{w}/random.pt", "--out", "{w}/new"), ["random.pt", "could not be read"]),
+    "distill-weights-payload": (("distill", "{w}/good.yaml", "--teacher", "timm:resnet18", "--teacher-weights",
+                                 "{w}/payload_weights.pt", "--out", "{w}/new"), ["payload_weights.pt"]),
+    "distill-mvmr-teacher-missing": (("distill", "{w}/good.yaml", "--teacher", "mvmr:{w}/nope.pt", "--out",
+                                      "{w}/new"), ["nope.pt", "does not exist"]),
+    "distill-mvmr-teacher-payload": (("distill", "{w}/good.yaml", "--teacher", "mvmr:{w}/payload.pt", "--out",
+                                      "{w}/new"), ["refused to unpickle"]),
+    # eval
+    "eval-unknown-protocol": (("eval", "kmeans", "{w}/run/checkpoints/last.pt"), ["unknown protocol 'kmeans'"]),
+    "eval-missing-checkpoint": (("eval", "knn", "{w}/nope.pt"), ["nope.pt", "does not exist"]),
+    "eval-checkpoint-is-folder": (("eval", "knn", "{w}/run"), ["folder"]),
+    "eval-random-bytes": (("eval", "knn", "{w}/random.pt"), ["random.pt", "not a torch checkpoint"]),
+    "eval-truncated": (("eval", "knn", "{w}/truncated.pt"), ["truncated.pt", "truncated"]),
+    "eval-foreign-file": (("eval", "knn", "{w}/foreign.pt"), ["not an mvmr checkpoint"]),
+    "eval-payload": (("eval", "knn", "{w}/payload.pt"), ["refused to unpickle"]),
+    "eval-nan-weights": (("eval", "knn", "{w}/nan.pt"), ["NaN or Inf", "earlier checkpoint"]),
+    "eval-k-zero": (("eval", "knn", "{w}/run/checkpoints/last.pt", "--k", "0"), ["--k"]),
+    "eval-limit-zero": (("eval", "knn", "{w}/run/checkpoints/last.pt", "--limit", "0"), ["--limit"]),
+    "eval-unknown-dataset": (("eval", "knn", "{w}/run/checkpoints/last.pt", "--data", "name=mnist9"),
+                             ["unknown dataset 'mnist9'"]),
+    "eval-data-without-equals": (("eval", "knn", "{w}/run/checkpoints/last.pt", "--data", "cifar10"),
+                                 ["section.key=value"]),
+    "eval-clusters-on-mvmr": (("eval", "clusters", "{w}/run/checkpoints/last.pt"), ["no clustering head"]),
+    # export
+    "export-to-proc": (("export", "{w}/run/checkpoints/last.pt", "/proc/mvmr_backbone.pt"), ["/proc", "writable"]),
+    "export-parent-is-file": (("export", "{w}/run/checkpoints/last.pt", "{w}/a_file/backbone.pt"),
+                              ["a_file", "is a file"]),
+    "export-to-folder": (("export", "{w}/run/checkpoints/last.pt", "{w}/exports"), ["is a folder", "backbone.pt"]),
+    "export-onto-input": (("export", "{w}/run/checkpoints/last.pt", "{w}/run/checkpoints/last.pt"),
+                          ["is the checkpoint being exported"]),
+    "export-payload": (("export", "{w}/payload.pt", "{w}/exports/b.pt"), ["refused to unpickle"]),
+    "export-nan-weights": (("export", "{w}/nan.pt", "{w}/exports/b.pt"), ["NaN or Inf"]),
+    "export-missing-checkpoint": (("export", "{w}/nope.pt", "{w}/exports/b.pt"), ["does not exist"]),
+    # cache
+    "cache-clear-empty-dir": (("cache", "clear", "--dir", ""), ["--dir is empty"]),
+    "cache-clear-missing-dir": (("cache", "clear", "--dir", "{w}/nowhere"), ["nowhere", "does not exist"]),
+    "cache-clear-dir-is-file": (("cache", "clear", "--dir", "{w}/a_file"), ["a_file", "not a folder"]),
+    "cache-build-missing-recipe": (("cache", "build", "{w}/nope.yaml"), ["does not exist"]),
+    # the command line itself
+    "no-arguments-to-pretrain": (("pretrain",), ["Missing argument", "mvmr pretrain --help"]),
+    "unknown-command": (("pretrian",), ["No such command", "mvmr --help"]),
+    "unknown-option": (("pretrain", "{w}/good.yaml", "--sett", "a=b"), ["--sett"]),
+    "image-size-zero": (("extractors", "list", "--image-size", "0"), ["--image-size"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, world, capsys, monkeypatch):
+    argv, needles = CASES[case]
+    monkeypatch.chdir(world / "cwd")
+    monkeypatch.setenv("HOME", str(world / "home"))
+    before = snapshot(world)
+    code, out, err = run_cli(capsys, *[a.replace("{w}", str(world)) for a in argv])
+    lines = err.strip().splitlines()
+    assert code == 2, (code, out, err)
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err + out
+    for needle in needles:
+        assert needle.replace("{w}", str(world)) in lines[0], (needle, lines[0])
+    assert snapshot(world) == before, "the file tree changed"
+    assert not (world / "MARKER").exists(), "a pickle payload ran"
+
+
+def test_catalogue_is_large():
+    assert len(CASES) >= 60
+
+
+def test_cuda_asked_for_without_cuda(world, capsys, monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.chdir(world / "cwd")
+    before = snapshot(world)
+    code, _, err = run_cli(capsys, *[a.replace("{w}", str(world)) for a in P("trainer.device=cuda")])
+    assert code == 2 and err.strip().count("\n") == 0 and "no CUDA device" in err
+    assert snapshot(world) == before
+
+
+def test_corrupt_jpeg_is_skipped_with_one_warning_and_the_run_completes(tmp_path, capsys, monkeypatch):
+    """Policy for an unreadable image (chosen over failing): report it once, substitute the next image, finish."""
+    from PIL import Image
+
+    g = np.random.default_rng(4)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (tmp_path / "inet" / split / c).mkdir(parents=True)
+            for i in range(5):
+                Image.fromarray(g.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(
+                    tmp_path / "inet" / split / c / f"{i}.JPEG")
+    broken = tmp_path / "inet" / "train" / "a" / "2.JPEG"
+    broken.write_bytes(broken.read_bytes()[:40])
+    recipe = {**GOOD, "data": {"name": "imagefolder", "root": str(tmp_path / "inet"), "image_size": 16},
+              "optim": {**GOOD["optim"], "batch_size": 10},  # every image in every step
+              "trainer": {**GOOD["trainer"], "cache_dir": str(tmp_path / "cache"), "max_steps": 2}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    code, _, err = run_cli(capsys, "pretrain", tmp_path / "r.yaml", "--out", tmp_path / "run")
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if "2.JPEG" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: skipping unreadable image")
+    assert (tmp_path / "run" / "summary.json").is_file()
