@@ -12,6 +12,7 @@ import torch
 from common import best_times, emit
 from mvmr.cache import CachedFeatures, open_caches
 from mvmr.config import build_recipe
+from mvmr.data import Batch
 from mvmr.methods import build_method
 
 backbone = sys.argv[1] if len(sys.argv) > 1 else "resnet18"
@@ -24,8 +25,8 @@ full = build_method(build_recipe({**common, "providers": providers}))
 bare = build_method(build_recipe({**common, "loss": {"dcor_views": 0.0}}))
 bare.load_state_dict(full.state_dict(), strict=False)
 g = torch.Generator().manual_seed(0)
-batch_data = [torch.rand(batch, 3, size, size, generator=g), torch.rand(batch, 3, size, size, generator=g),
-              torch.zeros(batch, dtype=torch.long), torch.arange(batch)]
+batch_data = Batch(torch.rand(batch, 3, size, size, generator=g), [torch.rand(batch, 3, size, size, generator=g)],
+                   torch.zeros(batch, dtype=torch.long), torch.arange(batch))
 
 
 def stepper(method):
@@ -44,7 +45,7 @@ cached.load_state_dict(full.state_dict())
 with tempfile.TemporaryDirectory() as tmp:
     caches = open_caches(cached.providers, {"name": "bench", "length": batch}, batch, size, Path(tmp))
     cached.feature_source = CachedFeatures(cached.providers, caches)
-    cached.provider_features(batch_data[0], batch_data[3])  # warm: every row stored
+    cached.provider_features(batch_data.original, batch_data.index)  # warm: every row stored
     times = best_times({"mvmr": stepper(full), "cached": stepper(cached), "bare": stepper(bare)}, repeats=5)
 emit(bench="step", backbone=backbone, image_size=size, batch=batch, providers=sorted(providers),
      threads=torch.get_num_threads(), mvmr_ms=round(times["mvmr"] * 1e3, 1), cached_ms=round(times["cached"] * 1e3, 1),

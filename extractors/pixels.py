@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 
 import mvmr
-from mvmr.augment import AugmentSpec, PaperAugment
+from mvmr.data import AugmentSpec, PaperAugment
 
 
 @mvmr.register_extractor("pixels")

@@ -208,7 +208,7 @@ def build_caches(recipe) -> list[str]:
 
     from . import distributed as dist_utils
     from .data import OneView, build_dataset, dataset_identity
-    from .methods import build_providers
+    from .registry import build_providers
 
     device = dist_utils.setup(recipe.trainer.device)
     rank, world = dist_utils.rank(), dist_utils.world_size()

@@ -6,12 +6,14 @@ checkpoint. Unknown keys and wrong types are errors naming the key and the file.
 from __future__ import annotations
 
 import copy
+import difflib
+import functools
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from .errors import ConfigError
 
@@ -20,11 +22,13 @@ from .errors import ConfigError
 LayerSpec = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
+    """A recipe section: unknown keys are errors. A method's own settings subclass this."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class AugmentConfig(_Section):
+class AugmentConfig(Section):
     crop_scale: tuple[float, float] = (0.08, 1.0)
     flip_p: float = 0.5
     jitter: tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2)
@@ -34,36 +38,29 @@ class AugmentConfig(_Section):
     blur_sigma: tuple[float, float] = (0.1, 2.0)
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     name: str = "digits"
     root: str = "~/data"
     image_size: int = Field(32, ge=8)
     download: bool = False
     limit: Optional[int] = Field(None, ge=1, description="use only the first N training images (smoke runs)")
     augment: AugmentConfig = AugmentConfig()
+    params: dict[str, Any] = Field({}, description="extra settings for a plug-in dataset's builder")
 
 
-class StudentConfig(_Section):
+class StudentConfig(Section):
     backbone: str = "resnet50"
     small_stem: bool = False
-    projector: LayerSpec = "8192-8192-8192"
+    projector: LayerSpec = Field("8192-8192-8192", description="default: the method's default_projector")
     channels_last: bool = False
 
 
-class ProviderConfig(_Section):
+class ProviderConfig(Section):
     weight: float = 1.0
     params: dict[str, Any] = {}
 
 
-class LossConfig(_Section):
-    mse: float = 1.0
-    variance: float = 1.0
-    dcor_views: float = 1.0
-    std_margin: float = 1.0
-    dcor_estimator: Literal["biased", "unbiased"] = "biased"
-
-
-class OptimConfig(_Section):
+class OptimConfig(Section):
     name: Literal["adam", "adamw", "sgd", "lars"] = "adam"
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(1e-6, ge=0)
@@ -74,7 +71,7 @@ class OptimConfig(_Section):
     accumulate: int = Field(1, ge=1)
 
 
-class TrainerConfig(_Section):
+class TrainerConfig(Section):
     device: str = "auto"
     precision: Literal["fp32", "fp16", "bf16"] = "fp16"
     seed: int = 0
@@ -89,43 +86,89 @@ class TrainerConfig(_Section):
     sync_bn: bool = False
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     knn_every: int = Field(1, ge=0, description="epochs between online k-NN evaluations (0: never)")
     knn_k: int = 20
     knn_t: float = 0.07
     limit: Optional[int] = Field(None, ge=1, description="evaluate on at most N train and N test images")
+    batch_size: int = Field(256, ge=1, description="feature-extraction batch per process")
 
 
-class MiraConfig(_Section):
-    assigner: Literal["mira", "sinkhorn"] = "mira"
-    prototypes: int = 3000
-    projector: LayerSpec = "2048-2048-256"
-    tau_student: float = 0.1
-    tau_teacher: float = 0.225
-    beta: tuple[float, float] = (0.75, 2 / 3)
-    iters: int = 30
-    sinkhorn_eps: float = 0.05
-    sinkhorn_iters: int = 3
-    ema: tuple[float, float] = (0.99, 1.0)
+class Recipe(Section):
+    """The sections every method shares. ``build_recipe`` adds the chosen method's own section (``Method.section``,
+    validated by its ``Method.Config``); the recipe holds no other method's settings."""
 
-
-class Recipe(_Section):
     method: str = "mvmr"
     data: DataConfig = DataConfig()
     student: StudentConfig = StudentConfig()
     providers: dict[str, ProviderConfig] = {}
-    loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()
     trainer: TrainerConfig = TrainerConfig()
     eval: EvalConfig = EvalConfig()
-    mira: MiraConfig = MiraConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    @property
+    def method_config(self) -> Optional[BaseModel]:
+        """The chosen method's own section (None for a method without settings)."""
+        section = _method_class(self.method).section
+        return getattr(self, section) if section else None
+
+
+def _method_class(name: str):
+    from .registry import methods
+
+    return methods.get(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _recipe_model(method_cls: type) -> type[Recipe]:
+    """Recipe + the method's section, as one pydantic model (made once per method class)."""
+    if not method_cls.section:
+        return Recipe
+    return create_model(f"Recipe_{method_cls.__name__}", __base__=Recipe,
+                        **{method_cls.section: (method_cls.Config, Field(default_factory=method_cls.Config))})
+
+
+def migrate(tree: dict, method_cls: type) -> dict:
+    """Recipes of mvmr ≤ 0.1 carried every method's section: keep only the chosen method's. ``mira.projector``
+    moved to ``student.projector`` and the MIRA hybrid's ``loss.dcor_estimator`` to ``mira.dcor_estimator``."""
+    from .registry import methods
+
+    tree = dict(tree)
+    if tree.get("method", "mvmr") == "mira":
+        mira = dict(tree.get("mira") or {})
+        if "projector" in mira:
+            tree["student"] = {**(tree.get("student") or {}), "projector": mira.pop("projector")}
+        estimator = (tree.get("loss") or {}).get("dcor_estimator")
+        if estimator is not None and "dcor_estimator" not in mira:
+            mira["dcor_estimator"] = estimator
+        tree["mira"] = mira
+    own = method_cls.section
+    others = {methods.get(n).section for n in methods.names()} - {own, None}
+    return {k: v for k, v in tree.items() if k not in others}
+
+
+def split_key(dotted: str) -> list[str]:
+    """'providers."mvmr:/runs/a.pt".weight' -> ['providers', 'mvmr:/runs/a.pt', 'weight']: double quotes keep a
+    name holding '.' or ':' whole."""
+    keys, current, quoted = [], "", False
+    for ch in dotted:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            keys.append(current)
+            current = ""
+        else:
+            current += ch
+    if quoted:
+        raise ConfigError(f"--set '{dotted}': unbalanced double quote")
+    return keys + [current]
+
 
 def _set(tree: dict, dotted: str, value: Any, source: str) -> None:
-    keys = dotted.split(".")
+    keys = split_key(dotted)
     node = tree
     for k in keys[:-1]:
         child = node.setdefault(k, {})
@@ -156,13 +199,26 @@ def _format_error(err: ValidationError, source: str) -> str:
 
 
 def build_recipe(tree: dict, overrides: Optional[list[str]] = None, source: str = "<recipe>") -> Recipe:
-    """Validate a recipe tree after applying ``--set`` overrides."""
+    """Validate a recipe tree after applying ``--set`` overrides: the common sections and the chosen method's."""
+    from .errors import RegistryError
+
     tree = copy.deepcopy(tree or {})
     for item in overrides or []:
         key, value = parse_override(item)
         _set(tree, key, value, "--set")
+    name = tree.get("method", "mvmr")
     try:
-        return Recipe.model_validate(tree)
+        method_cls = _method_class(name) if isinstance(name, str) else None
+    except RegistryError as exc:
+        raise ConfigError(f"{source}: {exc} (key 'method')") from None
+    if method_cls is None:
+        raise ConfigError(f"{source}: 'method' must be a method name, got {name!r}")
+    tree = migrate(tree, method_cls)
+    student = tree.get("student")
+    if student is None or (isinstance(student, dict) and "projector" not in student):
+        tree["student"] = {**(student or {}), "projector": method_cls.default_projector}
+    try:
+        return _recipe_model(method_cls).model_validate(tree)
     except ValidationError as err:
         raise ConfigError(_format_error(err, source)) from None
 
@@ -179,6 +235,35 @@ def read_recipe_tree(path: Union[str, Path]) -> dict:
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(tree).__name__}")
     return tree
+
+
+def packaged_recipes() -> dict[str, Path]:
+    """The recipes shipped in the wheel (package ``mvmr_recipes``, the repository's recipes/): name -> file."""
+    from importlib.resources import files
+
+    try:
+        folder = files("mvmr_recipes")
+    except ModuleNotFoundError:
+        return {}
+    return {Path(str(f.name)).stem: Path(str(f)) for f in sorted(folder.iterdir(), key=lambda f: f.name)
+            if f.name.endswith(".yaml")}
+
+
+def resolve_recipe(name_or_path: Union[str, Path]) -> Path:
+    """A recipe argument: an existing file, or the name of a packaged recipe (with or without .yaml)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    packaged = packaged_recipes()
+    stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
+    if stem in packaged and (len(path.parts) == 1 or path.parts[0] == "recipes"):
+        return packaged[stem]
+    if path.is_dir():
+        raise ConfigError(f"recipe file '{path}' does not exist (it is a folder)")
+    close = difflib.get_close_matches(stem, list(packaged), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ConfigError(f"recipe file '{path}' does not exist and is no packaged recipe{hint} "
+                      f"(mvmr recipes list: {', '.join(packaged)})")
 
 
 def load_recipe(path: Union[str, Path], overrides: Optional[list[str]] = None) -> Recipe:

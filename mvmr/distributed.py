@@ -40,6 +40,22 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(all_gather(x), dim=0)
 
 
+def gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """Every process's rows of x (their counts may differ by any amount), concatenated in rank order; no gradient.
+    For evaluation: each process extracts its shard of a dataset, then all see every feature."""
+    if not is_distributed():
+        return x
+    n = torch.tensor([x.shape[0]], device=x.device)
+    counts = [torch.zeros_like(n) for _ in range(world_size())]
+    dist.all_gather(counts, n)
+    longest = int(max(c.item() for c in counts))
+    padded = torch.zeros((longest, *x.shape[1:]), dtype=x.dtype, device=x.device)
+    padded[: x.shape[0]] = x
+    parts = [torch.empty_like(padded) for _ in counts]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[: int(c.item())] for p, c in zip(parts, counts)])
+
+
 def global_logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
     """logsumexp over ``dim`` of the tensor concatenated across processes along ``dim``."""
     local = torch.logsumexp(x, dim=dim, keepdim=True)

@@ -13,16 +13,25 @@ from .data import OneView, build_dataset
 
 @torch.no_grad()
 def extract_features(encoder, dataset: Dataset, batch_size: int = 256, device: str = "cpu",
-                     num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backbone features (``encoder.embed`` for a Student, else ``encoder``) and labels of a dataset, in order."""
+                     num_workers: int = 0, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backbone features (``encoder.embed`` for a Student, else ``encoder``) and labels of a dataset. With
+    ``world`` > 1 each process extracts every world-th image from ``rank`` and all gather the rows (any order:
+    k-NN and probes do not care), so no process waits idle on another's share."""
+    from .distributed import gather_rows
+
+    if world > 1:
+        dataset = Subset(dataset, list(range(rank, len(dataset), world)))
     was_training = encoder.training
     encoder.eval()
     feats, labels = [], []
     for images, y in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
-        feats.append(getattr(encoder, "embed", encoder)(images.to(device)).float().cpu())
-        labels.append(torch.as_tensor(y))
+        feats.append(getattr(encoder, "embed", encoder)(images.to(device)).float())
+        labels.append(torch.as_tensor(y, device=feats[-1].device))
     encoder.train(was_training)
-    return torch.cat(feats), torch.cat(labels)
+    x, y = torch.cat(feats), torch.cat(labels)
+    if world > 1:
+        x, y = gather_rows(x), gather_rows(y)
+    return x.cpu(), y.cpu()
 
 
 def knn_classify(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,

@@ -1,9 +1,10 @@
-"""Name -> provider-factory registries, extended from outside by decorator, function or entry point.
+"""Name -> object registries for everything mvmr can be extended with: extractors, teachers, methods, datasets.
 
-A name is either exact (``hog``) or a *family* prefix that takes a spec after a colon (``timm:resnet18`` is the
-family ``timm`` with spec ``resnet18``); a family factory receives the spec as its first argument. Installed
-packages add providers through the entry-point groups ``mvmr.extractors`` and ``mvmr.teachers``; an entry point
-names either a module (importing it registers its providers) or a factory (registered under the entry point's name).
+One ``Registry`` class serves all four, extended from outside by decorator, function or entry point (groups
+``mvmr.extractors``, ``mvmr.teachers``, ``mvmr.methods``, ``mvmr.datasets``); an entry point names either a module
+(importing it registers) or an object (registered under the entry point's name). A duplicate name names both
+origins; an unknown name suggests the closest registered one. A provider name is either exact (``hog``) or a
+*family* prefix that takes a spec after a colon (``timm:resnet18``); a family factory receives the spec first.
 """
 from __future__ import annotations
 
@@ -30,14 +31,21 @@ def _origin(obj: Any) -> str:
 
 
 class Registry:
-    """One registry per kind of provider ("extractor", "teacher")."""
+    """One registry per kind ("extractor", "teacher", "method", "dataset"). ``builtins`` names a module of mvmr's
+    own that registers the built-in entries when first needed."""
 
-    def __init__(self, kind: str, group: str) -> None:
+    def __init__(self, kind: str, group: str, builtins: Optional[str] = None) -> None:
         self.kind = kind
         self.group = group
+        self.builtins = builtins
         self._entries: dict[str, _Entry] = {}
         self._entry_points: Optional[dict[str, importlib.metadata.EntryPoint]] = None
         self._loaded_eps: set[str] = set()
+
+    def _load_builtins(self) -> None:
+        if self.builtins is not None:
+            module, self.builtins = self.builtins, None
+            importlib.import_module(module)
 
     # -- registration ---------------------------------------------------------------------------------------------
     def register(self, name: Optional[str] = None, factory: Optional[Callable[..., Provider]] = None, *,
@@ -70,6 +78,7 @@ class Registry:
         return self._entry_points
 
     def _load_entry_point(self, name: str) -> None:
+        self._load_builtins()
         ep = self._eps().get(name)
         if ep is None or name in self._loaded_eps:
             return
@@ -92,6 +101,7 @@ class Registry:
     # -- lookup ---------------------------------------------------------------------------------------------------
     def names(self) -> list[str]:
         """Every registered name, loading all installed entry points."""
+        self._load_builtins()
         for name in list(self._eps()):
             if name not in self._entries:
                 self._load_entry_point(name)
@@ -137,6 +147,17 @@ class Registry:
             return False
         return True
 
+    def get(self, name: str) -> Any:
+        """The object registered under an exact name (a method class, a dataset builder, ...)."""
+        entry, spec = self.lookup(name)
+        if spec is not None:
+            raise RegistryError(f"{self.kind} '{name}' takes no ':<spec>'")
+        return entry.factory
+
+
+class ProviderRegistry(Registry):
+    """Extractors and teachers: ``create`` checks the parameters, builds, and freezes."""
+
     def create(self, name: str, **params: Any) -> Provider:
         """Build the provider ``name`` with ``params``, frozen, remembering name and params for its fingerprint."""
         entry, spec = self.lookup(name)
@@ -174,8 +195,10 @@ def _check_params(kind: str, name: str, factory: Callable, params: dict, takes_s
             )
 
 
-extractors = Registry("extractor", "mvmr.extractors")
-teachers = Registry("teacher", "mvmr.teachers")
+extractors = ProviderRegistry("extractor", "mvmr.extractors")
+teachers = ProviderRegistry("teacher", "mvmr.teachers")
+methods = Registry("method", "mvmr.methods", builtins="mvmr.methods")
+datasets = Registry("dataset", "mvmr.datasets", builtins="mvmr.data.datasets")
 
 
 def create_provider(name: str, **params: Any) -> Provider:
@@ -189,3 +212,13 @@ def create_provider(name: str, **params: Any) -> Provider:
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise RegistryError(f"unknown provider '{name}'{hint} registered: {', '.join(sorted(known))}")
     return hits[0].create(name, **params)
+
+
+def build_providers(recipe) -> dict[str, Provider]:
+    """A recipe's providers, built under the recipe's seed: a random-weight teacher (``pretrained: none``) is the
+    same network in every process and run, so its cached features stay valid."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.trainer.seed)
+        return {name: create_provider(name, **cfg.params) for name, cfg in recipe.providers.items()}

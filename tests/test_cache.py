@@ -110,7 +110,7 @@ def test_key_depends_on_provider_params_and_data(setup):
 def test_random_teacher_is_the_same_network_in_every_build():
     """build_providers seeds from the recipe, so a `pretrained: none` teacher has one fingerprint (cache stays valid)."""
     from mvmr.config import build_recipe
-    from mvmr.methods import build_providers
+    from mvmr.registry import build_providers
 
     recipe = build_recipe({"providers": {"timm:resnet10t": {"params": {"pretrained": "none"}}}})
     a = build_providers(recipe)["timm:resnet10t"].fingerprint()

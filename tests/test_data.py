@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mvmr.config import DataConfig
-from mvmr.data import OneView, TwoViews, augment_spec, build_dataset
+from mvmr.data import Batch, OneView, Views, augment_spec, build_dataset, collate
 from mvmr.errors import DataError
 
 
@@ -12,14 +12,18 @@ def _check(cfg, sizes):
     for split, n in sizes.items():
         ds = build_dataset(cfg, split)
         assert len(ds) == n, split
-    views = TwoViews(build_dataset(cfg, "ssl"), cfg.image_size, augment_spec(cfg), seed=0)
-    original, augmented, label, index = views[1]
-    assert original.shape == augmented.shape == (3, cfg.image_size, cfg.image_size)
+    views = Views(build_dataset(cfg, "ssl"), cfg.image_size, augment_spec(cfg), seed=0, n_views=2)
+    original, (augmented, second), label, index = views[1]
+    assert original.shape == augmented.shape == second.shape == (3, cfg.image_size, cfg.image_size)
     assert 0 <= original.min() and original.max() <= 1 and index == 1
-    assert torch.equal(views[1][1], augmented)  # seeded: same view again
+    assert not torch.equal(augmented, second)  # two independent augmentations
+    assert torch.equal(views[1][1][0], augmented)  # seeded: same view again
     views.epoch = 1
-    assert not torch.equal(views[1][1], augmented)  # new epoch: new view
+    assert not torch.equal(views[1][1][0], augmented)  # new epoch: new view
     assert torch.equal(views[1][0], original)  # the original view is deterministic
+    batch = collate([views[0], views[1]])
+    assert isinstance(batch, Batch) and len(batch) == 2 and len(batch.views) == 2
+    assert batch.views[0].shape == (2, 3, cfg.image_size, cfg.image_size) and batch.index.tolist() == [0, 1]
 
 
 def test_stl10(stl10_root):

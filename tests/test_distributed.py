@@ -10,6 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from mvmr.config import build_recipe
+from mvmr.data import Batch
 from mvmr.engine import EpochSampler
 from mvmr.methods import build_method
 
@@ -28,8 +29,9 @@ RECIPE_TREES = {
 
 def _batch(n=16):
     g = torch.Generator().manual_seed(0)
-    return [torch.rand(n, 3, 32, 32, generator=g), torch.rand(n, 3, 32, 32, generator=g),
-            torch.zeros(n, dtype=torch.long), torch.arange(n), torch.rand(n, 3, 32, 32, generator=g)]
+    original, view1 = torch.rand(n, 3, 32, 32, generator=g), torch.rand(n, 3, 32, 32, generator=g)
+    label, index, view2 = torch.zeros(n, dtype=torch.long), torch.arange(n), torch.rand(n, 3, 32, 32, generator=g)
+    return Batch(original, [view1, view2], label, index)
 
 
 def _method(name):
@@ -48,7 +50,7 @@ def _worker(rank, name, init_file, out_dir):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     method = _method(name)
     ddp = torch.nn.parallel.DistributedDataParallel(method)
-    half = [t[rank * 8:(rank + 1) * 8] for t in _batch()]
+    half = _batch().slice(rank * 8, (rank + 1) * 8)
     torch.save(_loss_and_grads(ddp, method, half), Path(out_dir) / f"{rank}.pt")
     dist.destroy_process_group()
 

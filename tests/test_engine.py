@@ -87,9 +87,9 @@ def test_export_loads_into_torchvision(tmp_path):
     model.conv1 = torch.nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = torch.nn.Identity()
     model.load_state_dict(torch.load(tmp_path / "backbone.pt"), strict=True)
-    from mvmr.cli import _load_checkpoint
+    from mvmr.checkpoint import load_checkpoint
 
-    _, method = _load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    _, method = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", with_providers=False)
     x = torch.rand(2, 3, 32, 32)
     model.eval(), method.eval()
     assert torch.allclose(model(x), method.student.backbone(x))

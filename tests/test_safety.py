@@ -191,7 +191,7 @@ def test_cache_refuses_nonfinite_rows(tmp_path):
 # -- signals and kill -9 -----------------------------------------------------------------------------------------
 DRIVER = r"""
 import os, signal, sys, torch
-import mvmr.engine as engine
+import mvmr.engine.optim as engine
 mode, at = os.environ.get("CRASH_MODE", ""), int(os.environ.get("CRASH_AT", "0"))
 if mode == "kill_in_save":  # SIGKILL half-way through writing the at-th checkpoint
     real_save, calls = torch.save, [0]
@@ -265,7 +265,7 @@ def test_killed_or_interrupted_run_resumes_to_identical_weights(reference, mode,
 
 
 def test_sigterm_saves_and_exits_143(tmp_path, capsys, monkeypatch):
-    import mvmr.engine as engine
+    import mvmr.engine.optim as engine
 
     real = engine.lr_at
 

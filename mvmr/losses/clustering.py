@@ -20,37 +20,44 @@ def _float(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
-def _global_batch_size(n: int, device) -> float:
-    return float(all_reduce_sum(torch.tensor(float(n), device=device)))
+def _sum(x: torch.Tensor, distributed: bool) -> torch.Tensor:
+    return all_reduce_sum(x) if distributed else x
+
+
+def _logsumexp0(x: torch.Tensor, distributed: bool) -> torch.Tensor:
+    return global_logsumexp(x, dim=0) if distributed else torch.logsumexp(x, dim=0, keepdim=True)
 
 
 @torch.no_grad()
-def mira_assign(logits: torch.Tensor, tau: float = 0.225, beta: float = 0.75, iters: int = 30) -> torch.Tensor:
-    """MIRA pseudo-labels (B, K) for logits (B, K); rows sum to 1. Needs 0 < beta < 1."""
+def mira_assign(logits: torch.Tensor, tau: float = 0.225, beta: float = 0.75, iters: int = 30,
+                distributed: bool = False) -> torch.Tensor:
+    """MIRA pseudo-labels (B, K) for logits (B, K); rows sum to 1. Needs 0 < beta < 1. With ``distributed`` the
+    marginal is taken over the global batch (all processes' rows)."""
     if not 0.0 < beta < 1.0:
         raise ValueError(f"mira beta must be in (0, 1), got {beta}")
     logits = _float(logits)
-    n = _global_batch_size(logits.shape[0], logits.device)
+    n = float(_sum(torch.tensor(float(logits.shape[0]), device=logits.device), distributed))
     c = beta / (1.0 - beta)
     log_k = F.log_softmax(logits / (tau * (1.0 - beta)), dim=1)
-    log_v = (1.0 - beta) * torch.log(all_reduce_sum(log_k.exp().sum(0)) / n)
+    log_v = (1.0 - beta) * torch.log(_sum(log_k.exp().sum(0), distributed) / n)
     for _ in range(iters):
         log_den = torch.logsumexp(log_k - c * log_v, dim=1, keepdim=True)
-        mean = all_reduce_sum((log_k - log_den).exp().sum(0)) / n
+        mean = _sum((log_k - log_den).exp().sum(0), distributed) / n
         log_v = (1.0 - beta) * torch.log(mean)
     return F.softmax(log_k - c * log_v, dim=1)
 
 
 @torch.no_grad()
-def sinkhorn_assign(logits: torch.Tensor, eps: float = 0.05, iters: int = 3) -> torch.Tensor:
+def sinkhorn_assign(logits: torch.Tensor, eps: float = 0.05, iters: int = 3, distributed: bool = False) -> torch.Tensor:
     """SwAV's Sinkhorn-Knopp in the log domain: alternately equalise cluster mass (1/K each) and sample mass
-    (1/B each) starting from exp(logits/eps); returns (B, K) with rows summing to 1."""
+    (1/B each) starting from exp(logits/eps); returns (B, K) with rows summing to 1. With ``distributed`` the
+    column sums run over the global batch."""
     log_q = _float(logits) / eps
     b, k = log_q.shape
-    n = _global_batch_size(b, log_q.device)
-    log_q = log_q - global_logsumexp(torch.logsumexp(log_q, dim=1, keepdim=True), dim=0)
+    n = float(_sum(torch.tensor(float(b), device=log_q.device), distributed))
+    log_q = log_q - _logsumexp0(torch.logsumexp(log_q, dim=1, keepdim=True), distributed)
     for _ in range(iters):
-        log_q = log_q - global_logsumexp(log_q, dim=0) - math.log(k)  # each cluster gets 1/K of the mass
+        log_q = log_q - _logsumexp0(log_q, distributed) - math.log(k)  # each cluster gets 1/K of the mass
         log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(n)  # each sample 1/B
     return (log_q + math.log(n)).exp()
 

@@ -1,63 +1,22 @@
-"""Datasets in their real on-disk formats, and the two views MV-MR trains on.
+"""The built-in datasets, in their real on-disk formats, registered by name (``data.name``) exactly as a plug-in's.
 
-Each dataset builder returns a torch Dataset of (image, label) for a split: "ssl" (what pretraining sees),
-"train" and "test" (labelled, for evaluation). Images become float (3, H, W) tensors in [0, 1], RGB.
+A builder ``(cfg: DataConfig, split) -> Dataset`` returns (image, label) pairs for a split: "ssl" (what pretraining
+sees), "train" and "test" (labelled, for evaluation). Images may be PIL images or uint8 HWC arrays; the views turn
+them into float tensors in [0, 1].
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
-import torch
-import torchvision.transforms.v2.functional as TF
 from torch.utils.data import Dataset
 
-from .augment import AugmentSpec, PaperAugment
-from .config import DataConfig
-from .errors import DataError
+from ..config import DataConfig
+from ..errors import DataError
+from ..registry import datasets
 
-SPLITS = ("ssl", "train", "test")
-_DATASETS: dict[str, Callable[[DataConfig, str], Dataset]] = {}
-
-
-def register_dataset(name: str):
-    """Decorator: register a builder ``(cfg, split) -> Dataset`` under ``data.name``."""
-    def wrap(fn):
-        _DATASETS[name] = fn
-        return fn
-    return wrap
-
-
-def build_dataset(cfg: DataConfig, split: str) -> Dataset:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if cfg.name not in _DATASETS:
-        raise DataError(f"unknown dataset '{cfg.name}' (data.name); available: {', '.join(sorted(_DATASETS))}")
-    ds = _DATASETS[cfg.name](cfg, split)
-    if split == "ssl" and cfg.limit is not None and cfg.limit < len(ds):
-        ds = torch.utils.data.Subset(ds, range(cfg.limit))
-    return ds
-
-
-def to_float_image(img) -> torch.Tensor:
-    """PIL image, uint8 HWC array or uint8/float CHW tensor -> float (3, H, W) in [0, 1]."""
-    if isinstance(img, np.ndarray):
-        img = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1) if img.ndim == 3 else torch.from_numpy(img)[None]
-    elif not isinstance(img, torch.Tensor):
-        img = TF.pil_to_tensor(img.convert("RGB"))
-    if img.shape[0] == 1:
-        img = img.expand(3, -1, -1)
-    return img.float().div_(255.0) if img.dtype == torch.uint8 else img.float()
-
-
-def original_view(img: torch.Tensor, size: int) -> torch.Tensor:
-    """Deterministic view: resize the short side to ``size`` and centre-crop."""
-    if img.shape[-2:] != (size, size):
-        img = TF.resize(img, size, antialias=True)
-        img = TF.center_crop(img, [size, size])
-    return img.clamp(0.0, 1.0)
+register_dataset = datasets.register
 
 
 class ArrayDataset(Dataset):
@@ -73,49 +32,6 @@ class ArrayDataset(Dataset):
 
     def __getitem__(self, i: int):
         return self.images[i], int(self.labels[i])
-
-
-class TwoViews(Dataset):
-    """(original view, augmented view, label, index, *extra augmented views) for pretraining.
-
-    With a ``seed``, the augmentation of image i in epoch ``self.epoch`` comes from a generator seeded by
-    (seed, epoch, i): the same whatever the worker count, the order, or an interruption and resume.
-    """
-
-    def __init__(self, base: Dataset, size: int, spec: AugmentSpec, seed: Optional[int] = None,
-                 extra_views: int = 0) -> None:
-        self.base, self.size, self.seed, self.epoch, self.extra_views = base, size, seed, 0, extra_views
-        self.augment = PaperAugment(size, spec)
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int):
-        img, label = self.base[i]
-        img = to_float_image(img)
-        g = None
-        if self.seed is not None:
-            g = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + i) % 2**63)
-        extra = tuple(self.augment(img, g) for _ in range(self.extra_views))
-        return (original_view(img, self.size), self.augment(img, g), label, i, *extra)
-
-
-class OneView(Dataset):
-    """(original view, label) for evaluation and feature caching."""
-
-    def __init__(self, base: Dataset, size: int) -> None:
-        self.base, self.size = base, size
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int):
-        img, label = self.base[i]
-        return original_view(to_float_image(img), self.size), label
-
-
-def augment_spec(cfg: DataConfig) -> AugmentSpec:
-    return AugmentSpec(**cfg.augment.model_dump(), crop_ratio=(3 / 4, 4 / 3))
 
 
 def _missing(name: str, root: Path, what: str) -> DataError:
@@ -135,7 +51,7 @@ def _torchvision(name: str, cls_name: str, expected: str, **split_kwargs):
             if "not found" in str(exc).lower() or "download" in str(exc).lower():
                 raise _missing(name, root, expected) from None
             raise
-    return register_dataset(name)(build)
+    register_dataset(name, build)
 
 
 _torchvision("stl10", "STL10", "stl10_binary/{train,test,unlabeled}_X.bin",
@@ -243,24 +159,3 @@ def _digits(cfg: DataConfig, split: str) -> Dataset:
                                            stratify=digits.target)
     idx = idx_test if split == "test" else idx_train
     return ArrayDataset(images[idx], digits.target[idx])
-
-
-def has_labels(cfg: DataConfig) -> bool:
-    """True when labelled train/test splits exist for evaluation."""
-    try:
-        build_dataset(cfg, "test")
-        return True
-    except DataError:
-        return False
-
-
-def dataset_identity(cfg: DataConfig, split: str, length: int) -> dict:
-    """What identifies the images of a split (for cache keys): name, root (with size and mtime when it is a file),
-    split, image size, limit and length."""
-    root = Path(cfg.root).expanduser().resolve()
-    ident = {"name": cfg.name, "root": str(root), "split": split, "image_size": cfg.image_size,
-             "limit": cfg.limit, "length": length}
-    if root.is_file():
-        stat = root.stat()
-        ident.update(root_bytes=stat.st_size, root_mtime=stat.st_mtime_ns)
-    return ident

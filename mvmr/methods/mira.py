@@ -9,18 +9,40 @@ import math
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from .config import Recipe
-from .distributed import gather_with_grad
-from .losses import distance_correlation, mira_assign, sinkhorn_assign, swapped_cross_entropy, weighted_total
-from .methods import Method, register_method
-from .models import Student
+from typing import Literal
 
+from ..config import Recipe, Section
+from ..data import Batch
+from ..distributed import gather_with_grad, is_distributed
+from ..losses import distance_correlation, mira_assign, sinkhorn_assign, swapped_cross_entropy, weighted_total
+from ..models import Student
+from .base import Method, register_method
+
+# Marginals are global-batch statistics: the assigners reduce across processes when told to.
 ASSIGNERS = {
-    "mira": lambda logits, cfg, beta: mira_assign(logits, cfg.tau_teacher, beta, cfg.iters),
-    "sinkhorn": lambda logits, cfg, beta: sinkhorn_assign(logits, cfg.sinkhorn_eps, cfg.sinkhorn_iters),
+    "mira": lambda logits, cfg, beta: mira_assign(logits, cfg.tau_teacher, beta, cfg.iters,
+                                                  distributed=is_distributed()),
+    "sinkhorn": lambda logits, cfg, beta: sinkhorn_assign(logits, cfg.sinkhorn_eps, cfg.sinkhorn_iters,
+                                                          distributed=is_distributed()),
 }
+
+
+class MiraConfig(Section):
+    """The recipe's ``mira`` section (defaults: the official MIRA code). The projector is ``student.projector``."""
+
+    assigner: Literal["mira", "sinkhorn"] = "mira"
+    prototypes: int = Field(3000, ge=2)
+    tau_student: float = Field(0.1, gt=0)
+    tau_teacher: float = Field(0.225, gt=0)
+    beta: tuple[float, float] = (0.75, 2 / 3)
+    iters: int = Field(30, ge=1)
+    sinkhorn_eps: float = Field(0.05, gt=0)
+    sinkhorn_iters: int = Field(3, ge=1)
+    ema: tuple[float, float] = (0.99, 1.0)
+    dcor_estimator: Literal["biased", "unbiased"] = "biased"  # for hybrid dCor terms to the providers
 
 
 def cosine_schedule(start: float, end: float, progress: float) -> float:
@@ -32,16 +54,19 @@ def cosine_schedule(start: float, end: float, progress: float) -> float:
 class MIRA(Method):
     """Student + weight-normalised prototypes (gain fixed to 1) + EMA teacher sharing the prototypes."""
 
-    extra_views = 1
+    views = 2
+    section = "mira"
+    Config = MiraConfig
+    default_projector = "2048-2048-256"
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
-        s, self.cfg = recipe.student, recipe.mira
-        self.student = Student(s.backbone, s.small_stem, self.cfg.projector)
+        s, self.cfg = recipe.student, self.config
+        self.student = Student(s.backbone, s.small_stem, s.projector)
         self.prototypes = nn.Parameter(F.normalize(torch.randn(self.cfg.prototypes, self.student.out_dim), dim=1))
         self.teacher = copy.deepcopy(self.student).requires_grad_(False)
         self.weights = {"swapped_ce": 1.0, **{f"dcor/{n}": p.weight for n, p in recipe.providers.items()}}
-        self.estimator = recipe.loss.dcor_estimator
+        self.estimator = self.cfg.dcor_estimator
 
     def cluster_logits(self, z: torch.Tensor) -> torch.Tensor:
         """Cosine similarity of L2-normalised embeddings to the unit-norm prototypes."""
@@ -51,15 +76,15 @@ class MIRA(Method):
         beta = cosine_schedule(self.cfg.beta[0], self.cfg.beta[1], progress)
         return ASSIGNERS[self.cfg.assigner](logits, self.cfg, beta)
 
-    def training_step(self, batch, progress: float):
-        original, view1, _, index, view2 = batch[:5]
+    def training_step(self, batch: Batch, progress: float):
+        view1, view2 = batch.views[:2]
         z1, z2 = self.student(view1), self.student(view2)
         with torch.no_grad():
             targets = [self.assign(self.cluster_logits(self.teacher(v)), progress) for v in (view1, view2)]
         terms = {"swapped_ce": swapped_cross_entropy(targets, [self.cluster_logits(z1), self.cluster_logits(z2)],
                                                      self.cfg.tau_student)}
         # The cross-entropy is a per-sample mean (DDP's gradient average makes it global); dCor needs the global batch.
-        features = self.provider_features(original, index)
+        features = self.provider_features(batch.original, batch.index)
         z1_all = gather_with_grad(z1) if features else z1
         for name, feats in features.items():
             terms[f"dcor/{name}"] = 1.0 - distance_correlation(z1_all, gather_with_grad(feats), self.estimator)

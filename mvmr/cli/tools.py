@@ -1,0 +1,101 @@
+"""Commands on finished runs: ``eval`` (k-NN, linear probe, clusters) and ``export`` (a plain backbone)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import MVMRError
+from . import app
+
+
+def _load_checkpoint(path: Path):
+    from ..checkpoint import load_checkpoint
+
+    return load_checkpoint(path, with_providers=False)
+
+
+def _eval_features(protocol: str):
+    def run(method, recipe, limit, k, t, device):
+        from ..eval import evaluate
+
+        return evaluate(method.student.to(device), recipe.data, protocol, k, t, limit, str(device))
+    return run
+
+
+def _eval_clusters(method, recipe, limit, k, t, device):
+    import torch
+
+    from ..eval import cluster_metrics, labelled_splits
+
+    if not hasattr(method, "predict_clusters"):
+        raise MVMRError(f"a '{recipe.method}' checkpoint has no clustering head; 'eval clusters' is for method: mira")
+    _, test = labelled_splits(recipe.data, limit)
+    method.to(device).eval()
+    preds, labels = [], []
+    for images, y in torch.utils.data.DataLoader(test, batch_size=256):
+        preds.append(method.predict_clusters(images.to(device)).cpu())
+        labels.append(torch.as_tensor(y))
+    return cluster_metrics(torch.cat(preds), torch.cat(labels))
+
+
+EVALUATORS = {"knn": _eval_features("knn"), "linear": _eval_features("linear"), "clusters": _eval_clusters}
+
+
+@app.command("eval")
+def eval_(protocol: str = typer.Argument(..., help="knn | linear | clusters"),
+          checkpoint: Path = typer.Argument(..., help="A checkpoint written by mvmr (run/checkpoints/last.pt)."),
+          data: list[str] = typer.Option([], "--data", help="Override the data section: key=value (e.g. name=cifar10)."),
+          limit: Optional[int] = typer.Option(None, min=1, help="At most N train and N test images."),
+          k: int = typer.Option(20, min=1, help="k-NN neighbours."),
+          t: float = typer.Option(0.07, min=1e-6, help="k-NN temperature.")) -> None:
+    """Evaluate a checkpoint: weighted k-NN or a linear probe on the frozen backbone (top-1, top-5), or the
+    prototype assignments of a MIRA head against the labels (NMI, AMI, ARI, Hungarian accuracy)."""
+    import json
+
+    from ..config import build_recipe
+    from ..engine import resolve_device
+
+    if protocol not in EVALUATORS:
+        raise MVMRError(f"unknown protocol '{protocol}'; use one of {', '.join(EVALUATORS)}")
+    recipe, method = _load_checkpoint(checkpoint)
+    recipe = build_recipe(recipe.to_dict(), [f"data.{d}" for d in data], source="--data")
+    device = resolve_device(recipe.trainer.device)
+    result = EVALUATORS[protocol](method, recipe, limit, k, t, device)
+    typer.echo(json.dumps({"protocol": protocol, **result}))
+
+
+def _check_output_file(out: Path, source: Path) -> None:
+    """Refuse an export target that would overwrite the input, is a folder, or cannot be written."""
+    import os
+
+    out = out.expanduser()
+    if out.exists() and out.resolve() == source.expanduser().resolve():
+        raise MVMRError(f"export: '{out}' is the checkpoint being exported; choose another output file")
+    if out.is_dir():
+        raise MVMRError(f"export: '{out}' is a folder; give a file name such as {out / 'backbone.pt'}")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise MVMRError(f"export: cannot create '{out}': '{parent}' is a file, not a folder; choose another path")
+    if not os.access(parent, os.W_OK) or str(out.resolve()).startswith(("/proc/", "/sys/", "/dev/")):
+        raise MVMRError(f"export: cannot write under '{parent}'; choose a writable path")
+
+
+@app.command()
+def export(checkpoint: Path = typer.Argument(..., help="A checkpoint written by mvmr."),
+           out: Path = typer.Argument(..., help="Where to write the backbone state_dict (.pt).")) -> None:
+    """Write the student's backbone as a plain state_dict for the torchvision/timm constructor of the same name."""
+    from ..checkpoint import atomic_save
+
+    _check_output_file(out, checkpoint)
+    recipe, method = _load_checkpoint(checkpoint)
+    try:
+        atomic_save(method.student.backbone.state_dict(), out.expanduser())
+    except OSError as exc:
+        raise MVMRError(f"export: cannot write '{out}' ({exc.strerror or exc}); choose a writable path") from None
+    typer.echo(f"wrote {out} ({recipe.student.backbone}{', small stem' if recipe.student.small_stem else ''})")
+
+

@@ -1,0 +1,119 @@
+"""Training commands: ``pretrain`` and ``distill``."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import MVMRError
+from . import app
+
+IMPORT_HELP = "Import a module (or .py file) that registers teachers, extractors, methods or datasets (repeatable)."
+
+
+def import_modules(names: list[str]) -> None:
+    """``--import``: user modules whose import registers plug-ins through the public API."""
+    for name in names:
+        try:
+            if name.endswith(".py"):
+                path = Path(name).expanduser()
+                if not path.is_file():
+                    raise MVMRError(f"--import: '{path}' does not exist")
+                spec = importlib.util.spec_from_file_location(path.stem, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[path.stem] = module
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(name)
+        except MVMRError:
+            raise
+        except Exception as exc:
+            raise MVMRError(f"--import {name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
+                            f"give an importable module name or a .py file") from None
+
+
+def _out_dir(recipe_path: Path, out: Optional[Path]) -> Path:
+    return out if out is not None else Path("runs") / recipe_path.stem
+
+
+def _command(name: str, recipe: str, out_dir: Path, extra: str = "") -> str:
+    return f"mvmr {name} {recipe}{extra} --out {out_dir} --resume"
+
+
+@app.command()
+def pretrain(recipe_name: str = typer.Argument(..., metavar="RECIPE",
+                                               help="Recipe: a YAML file or a packaged recipe name (mvmr recipes list)."),
+             set_: list[str] = typer.Option([], "--set", help="Override: section.key=value (repeatable)."),
+             out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<recipe name>)."),
+             resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
+             imports: list[str] = typer.Option([], "--import", help=IMPORT_HELP)) -> None:
+    """Pretrain a student with the recipe's method (MV-MR, MIRA, or a plug-in's)."""
+    from ..config import load_recipe, resolve_recipe
+    from ..engine import pretrain as run, resume_recipe
+
+    import_modules(imports)
+    recipe = resolve_recipe(recipe_name)
+    out_dir = _out_dir(recipe, out)
+    # On --resume the checkpoint's recipe is the truth (--set may change only where/how long it runs).
+    cfg = resume_recipe(out_dir, recipe, set_) if resume else load_recipe(recipe, set_)
+    summary = run(cfg, out_dir, resume, source=recipe, resume_command=_command("pretrain", recipe_name, out_dir))
+    _print_summary(summary, out_dir)
+
+
+@app.command()
+def distill(teacher: Optional[str] = typer.Option(None, "--teacher", help="Teacher name (mvmr teachers list); "
+                                                  "default clip-vit-b16."),
+            recipe_name: str = typer.Argument("stl10_distill_clip", metavar="[RECIPE]",
+                                              help="Recipe: a YAML file or a packaged recipe name."),
+            teacher_weights: Optional[Path] = typer.Option(None, "--teacher-weights", help="Local weight file."),
+            set_: list[str] = typer.Option([], "--set", help="Override: section.key=value (repeatable)."),
+            out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<recipe name>)."),
+            resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+            imports: list[str] = typer.Option([], "--import", help=IMPORT_HELP)) -> None:
+    """Distil a frozen teacher into the student: MV-MR with the term w·(1 − dCor(z̃, teacher(x)))."""
+    from ..config import build_recipe, load_recipe, resolve_recipe
+    from ..engine import pretrain as run, resume_recipe
+    from ..registry import teachers
+
+    import_modules(imports)
+    recipe = resolve_recipe(recipe_name)
+    out_dir = _out_dir(recipe, out)
+    if teacher is not None:
+        teachers.lookup(teacher)  # unknown teacher: one clear line before anything else
+    extra = f" --teacher {teacher}" if teacher else ""
+    if resume:
+        cfg = resume_recipe(out_dir, recipe, set_)
+        if teacher is not None and teacher not in cfg.providers:
+            raise MVMRError(f"--resume: the run in {out_dir} distils {', '.join(cfg.providers) or 'no teacher'}, "
+                            f"not '{teacher}'; resume without --teacher, or start a new run with another --out")
+        summary = run(cfg, out_dir, True, source=recipe, resume_command=_command("distill", recipe_name, out_dir, extra))
+        _print_summary(summary, out_dir)
+        return
+    teacher = teacher or "clip-vit-b16"
+    cfg = load_recipe(recipe, set_)
+    tree = cfg.to_dict()
+    # The named teacher replaces the recipe's teachers; it keeps their weight (and params when it is the same one).
+    old = {n: p for n, p in tree["providers"].items() if n in teachers}
+    entry = old.get(teacher) or {"weight": next(iter(old.values()), {"weight": 1.0})["weight"], "params": {}}
+    tree["providers"] = {n: p for n, p in tree["providers"].items() if n not in old}
+    if teacher_weights is not None:
+        entry = {**entry, "params": {**entry["params"], "weights": str(teacher_weights.expanduser().resolve())}}
+    tree["providers"][teacher] = entry
+    summary = run(build_recipe(tree, source=str(recipe)), out_dir, False, source=recipe,
+                  resume_command=_command("distill", recipe_name, out_dir, f" --teacher {teacher}"))
+    _print_summary(summary, out_dir)
+
+
+def _print_summary(summary: dict, out_dir: Path) -> None:
+    """The k-NN result beside the same network at initialisation, and where the run is."""
+    if "knn_top1" in summary:
+        init = summary.get("knn_top1_at_init")
+        typer.echo(f"k-NN top-1: {summary['knn_top1']:.2f}% learned"
+                   + (f" vs {init:.2f}% at initialisation" if init is not None else ""))
+    typer.echo(f"run folder: {out_dir}")
+
+

@@ -1,0 +1,110 @@
+"""The training loop: forward, backward, accumulate, step, schedule. Everything else is a callback."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
+
+import torch
+
+from ..errors import Interrupted
+from ..guards import StopSignals
+from . import optim
+from .callbacks import Callback
+from .run import Run
+
+LOSS_MESSAGE = ("the loss is NaN or Inf at step {step} {terms}; the run stopped and its last good checkpoint is "
+                "kept ({checkpoint}): lower optim.lr or check the providers")
+
+
+@dataclass
+class StepInfo:
+    """What a finished optimizer step hands the callbacks. ``values()`` reads the loss terms to the host once,
+    on the steps that log, so other steps need no host sync."""
+
+    loss: torch.Tensor
+    terms: Mapping[str, torch.Tensor]
+    lr: float
+    images: int
+    seconds: float
+    logging: bool
+    _values: Optional[dict[str, float]] = field(default=None, repr=False)
+
+    def values(self) -> dict[str, float]:
+        if self._values is None:
+            self._values = {"loss": self.loss.item(), **{k: v.item() for k, v in self.terms.items()}}
+        return self._values
+
+
+def _stop_requested(run: Run, stop: StopSignals, sync: bool) -> Optional[int]:
+    """The signal that asked the run to stop; under torchrun the processes agree on it at log steps."""
+    if run.world == 1:
+        return stop.received
+    if not sync:
+        return None
+    flag = torch.tensor([stop.received or 0], device=run.device)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+    return int(flag.item()) or None
+
+
+def fit(run: Run, callbacks: Sequence[Callback]) -> dict:
+    """Train ``run`` to its last step, calling ``callbacks`` at start, each step, each epoch end and the end.
+    SIGINT/SIGTERM finish the current step, save, and raise ``Interrupted`` (exit 130/143)."""
+    loss_message = LOSS_MESSAGE.replace("{checkpoint}", str(run.ckpt_path))
+    try:
+        with StopSignals() as stop:
+            _loop(run, callbacks, stop, loss_message)
+    finally:
+        for cb in callbacks:
+            cb.on_exit(run)
+    return run.summary
+
+
+def _loop(run: Run, callbacks: Sequence[Callback], stop: StopSignals, loss_message: str) -> None:
+    """Epochs of steps; a step is ``optim.accumulate`` forward/backward passes, then one optimizer update."""
+    o, t = run.recipe.optim, run.recipe.trainer
+    for cb in callbacks:
+        cb.on_train_start(run)
+    run.method.train()
+    while run.step < run.last_step:
+        tick, images = time.perf_counter(), 0
+        for i, batch in enumerate(run.loader()):
+            batch = batch.to(run.device, channels_last=run.recipe.student.channels_last)
+            run.monitor.step = run.step + 1
+            with optim.autocast_for(run.device, t.precision):
+                loss, terms = run.model(batch, run.progress)
+            run.monitor.watch(loss_message, loss, terms)
+            run.scaler.scale(loss / o.accumulate).backward()
+            images += len(batch) * run.world
+            if (i + 1) % o.accumulate:
+                continue
+            lr = optim.lr_at(run.step, run.total_steps, run.warmup_steps, o.lr)
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+            run.optimizer.zero_grad(set_to_none=True)
+            run.method.after_optimizer_step(run.progress)
+            run.step += 1
+            run.batch_in_epoch += 1
+            logging = run.step % t.log_every == 0 or run.step == run.last_step
+            info = StepInfo(loss.detach(), {k: v.detach() for k, v in terms.items()}, lr, images,
+                            time.perf_counter() - tick, logging)
+            tick, images = time.perf_counter(), 0
+            for cb in callbacks:
+                cb.on_step(run, info)
+            signum = _stop_requested(run, stop, logging)
+            if signum:
+                for cb in callbacks:
+                    cb.on_interrupt(run)
+                raise Interrupted(f"interrupted at step {run.step}; continue with: {run.resume_command}", signum)
+            if run.step >= run.last_step or run.batch_in_epoch >= run.steps_per_epoch:
+                break
+        if run.batch_in_epoch >= run.steps_per_epoch:
+            run.epoch += 1
+            run.batch_in_epoch = 0
+            record: dict = {"epoch": run.epoch, "step": run.step}
+            for cb in callbacks:
+                cb.on_epoch_end(run, record)
+    for cb in callbacks:
+        cb.on_train_end(run)

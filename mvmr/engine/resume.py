@@ -1,0 +1,68 @@
+"""What ``--resume`` may change, and the recipe a resumed run continues with."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from ..checkpoint import read_checkpoint
+from ..config import Recipe, build_recipe, read_recipe_tree
+from ..errors import ConfigError, MVMRError
+
+# Keys that may change when a run is resumed: where and how long it runs, not what it computes.
+RESUMABLE_KEYS = ("max_steps", "progress", "num_workers", "device", "checkpoint_every", "log_every", "tensorboard",
+                  "use_cache", "cache_dir")
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: tree}
+
+
+def recipe_differences(a: dict, b: dict) -> list[str]:
+    """Dotted keys whose values differ between two resolved recipes, ignoring the resumable trainer keys."""
+    fa, fb = _flatten(a), _flatten(b)
+    skip = {f"trainer.{k}" for k in RESUMABLE_KEYS}
+    return sorted(k for k in set(fa) | set(fb) if k not in skip and fa.get(k) != fb.get(k))
+
+
+def show_keys(keys: list[str], limit: int = 5) -> str:
+    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def resume_recipe(out_dir: Path, recipe_path: Optional[Path], overrides: list[str]) -> Recipe:
+    """The recipe a ``--resume`` continues with: the one saved in the run's checkpoint, plus ``--set`` overrides of
+    resumable keys only. Refuses (one line, nothing written) a missing or damaged checkpoint, a recipe file edited
+    since the run started, and overrides that would change what the run computes."""
+    ckpt = Path(out_dir) / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        raise ConfigError(f"--resume: no checkpoint at {ckpt}; start a new run without --resume")
+    try:
+        state = read_checkpoint(ckpt)
+    except MVMRError as exc:
+        raise type(exc)(f"--resume: {exc}; to start over, delete {ckpt} or pass another --out") from None
+    saved = build_recipe(state["recipe"], source=str(ckpt))
+    source = state.get("source") or {}
+    if recipe_path is not None and Path(recipe_path).is_file():
+        given = Path(recipe_path).resolve()
+        if str(given) == source.get("path") and "text" in source:
+            then = build_recipe(yaml.safe_load(source["text"]) or {}, source=str(given))
+            what = f"{recipe_path} was edited since the run started"
+        else:
+            then, what = saved, f"{recipe_path} is not the recipe of this run"
+        diff = recipe_differences(then.to_dict(), build_recipe(read_recipe_tree(given), source=str(given)).to_dict())
+        if diff:
+            raise ConfigError(f"--resume: {what} (differs in {show_keys(diff)}); the run continues only with its "
+                              f"saved recipe {Path(out_dir) / 'recipe.yaml'}: pass that file, or start a new run "
+                              f"with another --out")
+    recipe = build_recipe(saved.to_dict(), overrides, source="--set")
+    diff = recipe_differences(saved.to_dict(), recipe.to_dict())
+    if diff:
+        raise ConfigError(f"--resume: --set {show_keys(diff)} would change what the run computes; on resume only "
+                          f"trainer.{{{','.join(RESUMABLE_KEYS)}}} may change")
+    return recipe

@@ -1,0 +1,168 @@
+"""A run's set-up and state: recipe → data → views → method → optimiser, the step counters, and the checkpoint
+round trip. The loop (``loop.py``) trains it; callbacks (``callbacks.py``) log, save and evaluate it.
+
+Determinism: the shuffle of epoch e comes from a generator seeded with (seed, e), and each image's augmentation
+from a generator seeded with (seed, e, index), so a resumed run sees exactly the batches an uninterrupted one sees.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from .. import distributed as dist_utils
+from ..cache import CachedFeatures, open_caches
+from ..checkpoint import read_checkpoint, save_checkpoint
+from ..config import Recipe, build_recipe
+from ..data import Views, augment_spec, build_dataset, collate, dataset_identity
+from ..errors import ConfigError
+from ..guards import FiniteMonitor, ignore_interrupts_in_worker
+from ..methods import Method, build_method
+from ..registry import methods
+from .optim import build_optimizer, seed_everything
+from .resume import recipe_differences, show_keys
+
+
+class EpochSampler(Sampler[int]):
+    """This process's share of epoch e's permutation (generator seeded with (seed, e)), from global position
+    ``start``. Global batch t is perm[t·B : (t+1)·B]; process r takes its r-th slice of b = B / world images, so
+    the processes' batches, concatenated in rank order, are exactly the one-process batch."""
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world: int = 1,
+                 local_batch: int = 1) -> None:
+        self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+        self.rank, self.world, self.local_batch = rank, world, local_batch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g)[self.start:]
+        global_batch = self.local_batch * self.world
+        steps = len(perm) // global_batch
+        mine = perm[: steps * global_batch].view(steps, self.world, self.local_batch)[:, self.rank]
+        return iter(mine.reshape(-1).tolist())
+
+    def __len__(self) -> int:
+        return (self.n - self.start) // (self.local_batch * self.world) * self.local_batch
+
+
+def feature_cache(method: Method, recipe: Recipe, base) -> CachedFeatures:
+    """Deterministic providers read their original-view features from the on-disk cache, filling it as they go.
+    Under torchrun the main process creates the cache folders first; every process then fills its own rows."""
+    providers = dict(method.providers.items())
+    identity = dataset_identity(recipe.data, "ssl", len(base))
+    args = (providers, identity, len(base), recipe.data.image_size, Path(recipe.trainer.cache_dir))
+    caches = open_caches(*args) if dist_utils.is_main() else None
+    dist_utils.barrier()
+    return CachedFeatures(providers, caches if caches is not None else open_caches(*args))
+
+
+class Run:
+    """One training run in a folder: recipe.yaml, metrics.jsonl, checkpoints/last.pt, summary.json."""
+
+    def __init__(self, recipe: Recipe, out_dir: Path, resume: bool = False, source: Optional[Path] = None,
+                 resume_command: Optional[str] = None) -> None:
+        self.recipe, self.out = recipe, Path(out_dir)
+        self.ckpt_path = self.out / "checkpoints" / "last.pt"
+        self.resume_command = resume_command or f"mvmr pretrain {self.out / 'recipe.yaml'} --out {self.out} --resume"
+        # The recipe file as it was when the run started: --resume refuses it once edited.
+        self.source = None
+        if source is not None and Path(source).is_file():
+            self.source = {"path": str(Path(source).resolve()), "text": Path(source).read_text()}
+        state = self._check_resume(resume)  # before anything is built or written
+        t, o = recipe.trainer, recipe.optim
+        self.device = dist_utils.setup(t.device)
+        self.rank, self.world, self.main = dist_utils.rank(), dist_utils.world_size(), dist_utils.is_main()
+        seed_everything(t.seed)
+        # data → views
+        base = build_dataset(recipe.data, "ssl")
+        self.dataset = Views(base, recipe.data.image_size, augment_spec(recipe.data), seed=t.seed,
+                             n_views=methods.get(recipe.method).views)
+        if o.batch_size % self.world:
+            raise ConfigError(f"optim.batch_size={o.batch_size} (the global batch) must divide among {self.world} processes")
+        self.local_batch = o.batch_size // self.world
+        if len(self.dataset) < o.batch_size:
+            raise ConfigError(f"optim.batch_size={o.batch_size} exceeds the {len(self.dataset)} training images")
+        self.steps_per_epoch = len(self.dataset) // (o.batch_size * o.accumulate)  # batch_size is the global batch
+        if self.steps_per_epoch == 0:
+            raise ConfigError("optim.batch_size × optim.accumulate exceeds the dataset; lower one of them")
+        self.total_steps = self.steps_per_epoch * o.epochs
+        self.last_step = min(self.total_steps, t.max_steps or self.total_steps)
+        self.warmup_steps = int(round(o.warmup_epochs * self.steps_per_epoch))
+        # method (student, providers, objective) → optimiser
+        self.method: Method = build_method(recipe).to(self.device)
+        self.monitor = FiniteMonitor(deferred=self.device.type != "cpu")
+        self.method.monitor = self.monitor
+        if t.use_cache:
+            self.method.feature_source = feature_cache(self.method, recipe, base)
+        if recipe.student.channels_last:
+            self.method.student.to(memory_format=torch.channels_last)
+        self.model: torch.nn.Module = self.method
+        if self.world > 1:
+            if t.sync_bn:
+                self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.optimizer = build_optimizer(self.method, o)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.device.type == "cuda" and t.precision == "fp16")
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.summary: dict[str, Any] = {}
+        self.metrics_bytes = 0  # length of metrics.jsonl at the last checkpoint: a resume cuts it back to that
+        self.resumed = state is not None
+        if state is not None:
+            self._load(state)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the schedule done, 0 → 1 (methods ramp their own schedules on it)."""
+        return self.step / self.total_steps
+
+    def _check_resume(self, resume: bool) -> Optional[dict[str, Any]]:
+        if not resume:
+            if self.ckpt_path.is_file():
+                raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+            return None
+        if not self.ckpt_path.is_file():
+            raise ConfigError(f"--resume: no checkpoint at {self.ckpt_path}; start a new run without --resume")
+        state = read_checkpoint(self.ckpt_path)
+        saved = build_recipe(state["recipe"], source=str(self.ckpt_path)).to_dict()
+        diff = recipe_differences(saved, self.recipe.to_dict())
+        if diff:
+            raise ConfigError(f"--resume: the recipe differs from the one saved in {self.ckpt_path} in "
+                              f"{show_keys(diff)}; resume with the saved recipe ({self.out / 'recipe.yaml'})")
+        return state
+
+    def loader(self) -> DataLoader:
+        """This epoch's batches from the current position, as named ``Batch``es."""
+        o, t = self.recipe.optim, self.recipe.trainer
+        self.dataset.epoch = self.epoch
+        start = self.batch_in_epoch * o.batch_size * o.accumulate
+        sampler = EpochSampler(len(self.dataset), t.seed, self.epoch, start, self.rank, self.world, self.local_batch)
+        return DataLoader(self.dataset, batch_size=self.local_batch, sampler=sampler, drop_last=True,
+                          num_workers=t.num_workers, pin_memory=self.device.type == "cuda", collate_fn=collate,
+                          worker_init_fn=ignore_interrupts_in_worker if t.num_workers > 0 else None)
+
+    # checkpoints
+    def state(self) -> dict[str, Any]:
+        return {"recipe": self.recipe.to_dict(), "method": self.method.trainable_state(),
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "summary": self.summary, "torch_rng": torch.get_rng_state(), "source": self.source,
+                "metrics_bytes": self.metrics_bytes}
+
+    def save(self) -> None:
+        """Check everything queued for finiteness, then write the checkpoint atomically (refusing NaN weights)."""
+        self.monitor.flush()
+        if self.main:
+            save_checkpoint(self.state(), self.ckpt_path)
+
+    def _load(self, state: dict[str, Any]) -> None:
+        self.method.load_trainable_state(state["method"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.summary = state["summary"]
+        self.metrics_bytes = int(state.get("metrics_bytes", 0))
+        self.source = state.get("source")
+        torch.set_rng_state(state["torch_rng"])

@@ -1,0 +1,94 @@
+"""The Method contract: a module that turns a named ``Batch`` into named loss terms. The engine knows nothing else.
+
+A method registers with ``@mvmr.register_method("name")`` (or the ``mvmr.methods`` entry-point group) and declares:
+``views`` (augmented views per image the data must provide), ``section`` and ``Config`` (its own recipe section and
+the pydantic model that validates it) and ``default_projector``. It owns the student (``self.student``), may own
+frozen providers (``self.providers``: rebuilt from the recipe, never checkpointed) and other trainable state (heads,
+EMA teachers), which is checkpointed.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Callable, ClassVar, Mapping, Optional
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from ..config import Recipe, Section
+from ..data import Batch
+from ..errors import ConfigError
+from ..guards import FiniteMonitor
+from ..registry import build_providers, methods
+
+
+def register_method(name=None, cls=None):
+    """Register a Method class under ``method: name``: ``@register_method("name")`` or a function call."""
+    return methods.register(name, cls)
+
+
+def build_method(recipe: Recipe) -> "Method":
+    """The recipe's method, with its student and providers."""
+    return methods.get(recipe.method)(recipe)
+
+
+class NoSettings(Section):
+    """For a method without a section of its own."""
+
+
+class Method(nn.Module, metaclass=abc.ABCMeta):
+    """Base class: ``training_step(batch, progress) -> (loss, terms)``; ``progress`` runs from 0 to 1 over training."""
+
+    views: ClassVar[int] = 1
+    section: ClassVar[Optional[str]] = None
+    Config: ClassVar[type[BaseModel]] = NoSettings
+    default_projector: ClassVar[str] = "8192-8192-8192"
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__()
+        self.recipe = recipe
+        self.config = recipe.method_config
+        # A plain dict, not a ModuleDict: provider names may hold '.' and ':' (timm:vit_small.augreg, mvmr:PATH),
+        # and frozen providers are rebuilt from the recipe, never checkpointed. _apply moves them with the method.
+        self.providers: dict[str, nn.Module] = build_providers(recipe)
+        self.feature_source: Optional[Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]] = None
+        self.monitor = FiniteMonitor()  # the engine swaps in one that knows the step (and defers on GPUs)
+
+    def provider_features(self, images: torch.Tensor, index: Optional[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each provider's features of the original view; from ``feature_source`` (e.g. the cache) when set."""
+        out = {}
+        for name, provider in self.providers.items():
+            if self.feature_source is not None and provider.deterministic and index is not None:
+                out[name] = self.feature_source(name, images, index)
+            else:
+                out[name] = provider(images)
+            self.monitor.watch(f"provider '{name}' returned NaN or Inf features at step {{step}}; fix the provider "
+                               f"(its features must be finite)", out[name])
+        return out
+
+    @abc.abstractmethod
+    def training_step(self, batch: Batch, progress: float) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
+        """The total loss and its named terms for one batch."""
+
+    def forward(self, batch: Batch, progress: float):
+        """``training_step``: forward is what DistributedDataParallel wraps."""
+        return self.training_step(batch, progress)
+
+    def after_optimizer_step(self, progress: float) -> None:
+        """Hook for EMA updates and the like."""
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        for provider in self.providers.values():
+            provider._apply(fn, *args, **kwargs)
+        return self
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """State to checkpoint: everything but the frozen providers (which are not submodules)."""
+        return self.state_dict()
+
+    def load_trainable_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        try:
+            self.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ConfigError(f"checkpoint does not fit this recipe's model: {str(exc).splitlines()[0]}") from None
