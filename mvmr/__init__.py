@@ -1,17 +1,23 @@
 """mvmr: label-free representation learning and distillation of image encoders (MV-MR, MIRA).
 
-Public API for providers: ``register_extractor`` / ``register_teacher`` (decorator or function),
-``create_extractor`` / ``create_teacher`` / ``create_provider``, ``list_extractors`` / ``list_teachers``.
+Everything mvmr can be extended with registers by name, from any module or from an installed package's entry
+points, through this public API:
+
+- providers (hand-crafted extractors and frozen teachers): ``register_extractor``, ``register_teacher``, ``Provider``,
+  ``FrozenEncoder``; built with ``create_extractor`` / ``create_teacher`` / ``create_provider``;
+- training methods: ``register_method``, ``Method`` (with its own recipe ``Section``), ``Student``, ``Batch``;
+- datasets: ``register_dataset``.
 """
 from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .errors import MVMRError  # noqa: E402
 from .providers import Provider  # noqa: E402
-from .registry import create_provider, extractors as _extractors, teachers as _teachers  # noqa: E402
+from .registry import (create_provider, datasets as _datasets, extractors as _extractors,  # noqa: E402
+                       methods as _methods, teachers as _teachers)
 
 
 def register_extractor(name=None, factory=None, *, family: bool = False):
@@ -44,8 +50,41 @@ def list_teachers() -> list[str]:
     return _teachers.names()
 
 
+def register_method(name=None, cls=None):
+    """Register a training method (a ``Method`` subclass) under ``method: name``; decorator or function."""
+    return _methods.register(name, cls)
+
+
+def list_methods() -> list[str]:
+    """Names of all registered methods (built-in, registered in Python, and installed through entry points)."""
+    return _methods.names()
+
+
+def register_dataset(name=None, builder=None):
+    """Register a dataset builder ``(cfg: DataConfig, split) -> Dataset`` under ``data.name``."""
+    return _datasets.register(name, builder)
+
+
+def list_datasets() -> list[str]:
+    """Names of all registered datasets."""
+    return _datasets.names()
+
+
+def __getattr__(name: str):
+    """The heavier public classes, imported on first use (``import mvmr`` stays light)."""
+    lazy = {"Method": ("methods", "Method"), "Section": ("config", "Section"), "Student": ("models", "Student"),
+            "Batch": ("data", "Batch"), "ArrayDataset": ("data.datasets", "ArrayDataset"),
+            "FrozenEncoder": ("encoders", "FrozenEncoder"), "DataConfig": ("config", "DataConfig")}
+    if name in lazy:
+        import importlib
+
+        module, attr = lazy[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module 'mvmr' has no attribute '{name}'")
+
+
 __all__ = [
-    "MVMRError", "Provider", "__version__",
-    "register_extractor", "create_extractor", "list_extractors",
-    "register_teacher", "create_teacher", "list_teachers", "create_provider",
+    "MVMRError", "Provider", "__version__", "FrozenEncoder", "Method", "Section", "Student", "Batch", "ArrayDataset",
+    "DataConfig", "register_extractor", "create_extractor", "list_extractors", "register_teacher", "create_teacher",
+    "list_teachers", "create_provider", "register_method", "list_methods", "register_dataset", "list_datasets",
 ]
