@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from common import emit
-from mvmr.cache import build_caches
+from mvmr.cache_admin import build_caches
 from mvmr.config import build_recipe
 from mvmr.engine import pretrain
 

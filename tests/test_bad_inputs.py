@@ -6,7 +6,6 @@ one), no traceback, and the file tree (run folders, caches, recipes, data, HOME)
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 from pathlib import Path
 

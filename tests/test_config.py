@@ -1,7 +1,7 @@
 """Recipes: loading, overrides, and one-line errors that name the key and the file."""
 import pytest
 
-from mvmr.config import load_recipe
+from mvmr.recipe_files import load_recipe
 from mvmr.errors import ConfigError
 
 

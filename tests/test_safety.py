@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,8 @@ import torch
 import yaml
 
 import mvmr
-from mvmr.cache import FeatureCache, clear_caches, describe
+from mvmr.cache import FeatureCache, describe
+from mvmr.cache_admin import clear_caches
 from mvmr.checkpoint import save_checkpoint
 from mvmr.cli import main
 from mvmr.errors import NonFiniteError

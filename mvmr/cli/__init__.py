@@ -6,7 +6,6 @@ recipes, cache); ``main`` is the console entry point.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Optional
 
 import typer

@@ -56,8 +56,8 @@ def cache_build(recipe: str = typer.Argument(..., help="Recipe: a YAML file or a
                 set_: list[str] = typer.Option([], "--set", help="Override: section.key=value (repeatable)."),
                 imports: list[str] = typer.Option([], "--import", help="Import a module that registers providers.")) -> None:
     """Compute the deterministic providers' features of the recipe's training images ahead of training."""
-    from ..cache import build_caches
-    from ..config import load_recipe, resolve_recipe
+    from ..cache_admin import build_caches
+    from ..recipe_files import load_recipe, resolve_recipe
 
     import_modules(imports)
     for line in build_caches(load_recipe(resolve_recipe(recipe), set_)):
@@ -73,7 +73,7 @@ def _cache_dir(directory: Optional[Path]) -> Path:
 @cache_app.command("info")
 def cache_info(directory: Optional[Path] = typer.Option(None, "--dir", help="Cache folder (default ~/.cache/mvmr).")) -> None:
     """List cached features: provider, dataset, size, how much is filled."""
-    from ..cache import cache_entries
+    from ..cache_admin import cache_entries
 
     root = _cache_dir(directory)
     entries = cache_entries(root)
@@ -92,7 +92,7 @@ def cache_clear(directory: Optional[str] = typer.Option(None, "--dir", help="Cac
                 dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; remove nothing.")) -> None:
     """Delete the feature caches mvmr made in the folder (folders named by a cache key, holding mvmr's meta.json);
     nothing else in it is touched, and no symlink is followed."""
-    from ..cache import clear_caches
+    from ..cache_admin import clear_caches
 
     if directory is not None and not directory.strip():
         raise MVMRError("cache clear: --dir is empty (an unset variable?); name the cache folder, or omit --dir "
@@ -109,7 +109,7 @@ def cache_clear(directory: Optional[str] = typer.Option(None, "--dir", help="Cac
 @recipes_app.command("list")
 def recipes_list() -> None:
     """The packaged recipes: name and first comment line. Any command takes a name or a path."""
-    from ..config import packaged_recipes
+    from ..recipe_files import packaged_recipes
 
     for name, path in packaged_recipes().items():
         first = next((line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")), "")
@@ -119,6 +119,6 @@ def recipes_list() -> None:
 @recipes_app.command("show")
 def recipes_show(name: str = typer.Argument(..., help="A packaged recipe name (mvmr recipes list).")) -> None:
     """Print a packaged recipe, to copy and edit."""
-    from ..config import resolve_recipe
+    from ..recipe_files import resolve_recipe
 
     typer.echo(resolve_recipe(name).read_text(), nl=False)

@@ -52,7 +52,7 @@ def pretrain(recipe_name: str = typer.Argument(..., metavar="RECIPE",
              resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
              imports: list[str] = typer.Option([], "--import", help=IMPORT_HELP)) -> None:
     """Pretrain a student with the recipe's method (MV-MR, MIRA, or a plug-in's)."""
-    from ..config import load_recipe, resolve_recipe
+    from ..recipe_files import load_recipe, resolve_recipe
     from ..engine import pretrain as run, resume_recipe
 
     import_modules(imports)
@@ -75,7 +75,8 @@ def distill(teacher: Optional[str] = typer.Option(None, "--teacher", help="Teach
             resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
             imports: list[str] = typer.Option([], "--import", help=IMPORT_HELP)) -> None:
     """Distil a frozen teacher into the student: MV-MR with the term w·(1 − dCor(z̃, teacher(x)))."""
-    from ..config import build_recipe, load_recipe, resolve_recipe
+    from ..config import build_recipe
+    from ..recipe_files import load_recipe, resolve_recipe
     from ..engine import pretrain as run, resume_recipe
     from ..registry import teachers
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from .. import distributed as dist_utils
 from ..checkpoint import remove_stale_temporaries
-from ..config import atomic_write_text, save_recipe
+from ..recipe_files import atomic_write_text, save_recipe
 from ..data import has_labels
 from ..eval import extract_features, knn_classify, labelled_splits
 from .optim import effective_precision

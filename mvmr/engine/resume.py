@@ -7,7 +7,8 @@ from typing import Any, Optional
 import yaml
 
 from ..checkpoint import read_checkpoint
-from ..config import Recipe, build_recipe, read_recipe_tree
+from ..config import Recipe, build_recipe
+from ..recipe_files import read_recipe_tree
 from ..errors import ConfigError, MVMRError
 
 # Keys that may change when a run is resumed: where and how long it runs, not what it computes.

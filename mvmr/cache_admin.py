@@ -1,0 +1,95 @@
+"""Cache housekeeping: which folders are mvmr's caches (``cache info``, ``cache clear``), and filling a recipe's
+caches ahead of training (``cache build``)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .cache import FORMAT, KEY_PATTERN, TEMP_PATTERN, CachedFeatures, FeatureCache, open_caches
+from .errors import MVMRError
+
+
+def is_cache_folder(path: Path) -> bool:
+    """True only for what mvmr created: a real folder (not a symlink) named by a cache key whose meta.json says it
+    is an mvmr feature cache, or one of FeatureCache.open's temporary folders."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    if TEMP_PATTERN.match(path.name):
+        return True
+    if not KEY_PATTERN.match(path.name) or (path / "meta.json").is_symlink():
+        return False
+    try:
+        return json.loads((path / "meta.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def clear_caches(root: Path, dry_run: bool = False) -> list[Path]:
+    """Remove (or with ``dry_run`` only list) the mvmr cache folders directly inside ``root``; nothing else."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise MVMRError(f"cache folder '{root}' does not exist or is not a folder; pass --dir with a cache folder")
+    found = sorted(p for p in root.iterdir() if is_cache_folder(p))
+    if not dry_run:
+        for p in found:
+            shutil.rmtree(p)
+    return found
+
+
+def cache_entries(root: Path) -> list[dict[str, Any]]:
+    """Summary of every cache folder under ``root``."""
+    out = []
+    for meta_path in sorted(p / "meta.json" for p in Path(root).expanduser().glob("*") if is_cache_folder(p)
+                            and not TEMP_PATTERN.match(p.name)):
+        try:
+            meta = json.loads(meta_path.read_text())
+            filled = np.load(meta_path.parent / "filled.npy", mmap_mode="r")
+            size = sum(f.stat().st_size for f in meta_path.parent.iterdir())
+            d = meta["description"]
+            out.append({"key": meta_path.parent.name, "provider": d["provider"], "dataset": d["dataset"]["name"],
+                        "split": d["dataset"]["split"], "n": meta["n"], "dim": meta["dim"],
+                        "filled": float(filled.mean()), "complete": meta["complete"], "mb": size / 2**20})
+        except Exception as exc:
+            out.append({"key": meta_path.parent.name, "error": f"unreadable ({type(exc).__name__})"})
+    return out
+
+
+def build_caches(recipe) -> list[str]:
+    """Fill the caches of a recipe's deterministic providers over its training images (``mvmr cache build``).
+    Under torchrun, process r computes every world-th batch starting at r."""
+    from torch.utils.data import DataLoader
+
+    from . import distributed as dist_utils
+    from .data import OneView, build_dataset, dataset_identity
+    from .registry import build_providers
+
+    device = dist_utils.setup(recipe.trainer.device)
+    rank, world = dist_utils.rank(), dist_utils.world_size()
+    providers = {name: p.to(device) for name, p in build_providers(recipe).items()}
+    base = build_dataset(recipe.data, "ssl")
+    args = (providers, dataset_identity(recipe.data, "ssl", len(base)), len(base), recipe.data.image_size,
+            Path(recipe.trainer.cache_dir))
+    caches = open_caches(*args) if rank == 0 else None
+    dist_utils.barrier()
+    caches = caches if caches is not None else open_caches(*args)
+    source = CachedFeatures(providers, caches)
+    todo = [n for n, c in caches.items() if not c.complete]
+    if todo:
+        batch = recipe.optim.batch_size
+        loader = DataLoader(OneView(base, recipe.data.image_size), batch_size=batch,
+                            num_workers=recipe.trainer.num_workers)
+        for b, (images, _) in enumerate(loader):
+            if b % world != rank:
+                continue
+            index = torch.arange(b * batch, b * batch + len(images))
+            for name in todo:
+                if caches[name].missing(index.numpy()).any():
+                    source(name, images.to(device), index)
+    dist_utils.barrier()
+    caches = {n: FeatureCache(c.folder) for n, c in caches.items()}  # re-read: other processes may have sealed
+    return [f"{name}: {c.folder} ({'complete' if c.complete else 'partial'})" for name, c in caches.items()]
