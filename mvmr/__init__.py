@@ -6,7 +6,8 @@ points, through this public API:
 - providers (hand-crafted extractors and frozen teachers): ``register_extractor``, ``register_teacher``, ``Provider``,
   ``FrozenEncoder``; built with ``create_extractor`` / ``create_teacher`` / ``create_provider``;
 - training methods: ``register_method``, ``Method`` (with its own recipe ``Section``), ``Student``, ``Batch``;
-- datasets: ``register_dataset``.
+- datasets: ``register_dataset``;
+- ``FeatureRegularizer``: MV-MR's dCor-to-representations terms inside any training loop.
 """
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def __getattr__(name: str):
     """The heavier public classes, imported on first use (``import mvmr`` stays light)."""
     lazy = {"Method": ("methods", "Method"), "Section": ("config", "Section"), "Student": ("models", "Student"),
             "Batch": ("data", "Batch"), "ArrayDataset": ("data.datasets", "ArrayDataset"),
-            "FrozenEncoder": ("encoders", "FrozenEncoder"), "DataConfig": ("config", "DataConfig")}
+            "FrozenEncoder": ("encoders", "FrozenEncoder"), "DataConfig": ("config", "DataConfig"),
+            "FeatureRegularizer": ("regularizer", "FeatureRegularizer")}
     if name in lazy:
         import importlib
 
@@ -84,7 +86,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "MVMRError", "Provider", "__version__", "FrozenEncoder", "Method", "Section", "Student", "Batch", "ArrayDataset",
+    "MVMRError", "Provider", "__version__", "FrozenEncoder", "FeatureRegularizer", "Method", "Section", "Student", "Batch", "ArrayDataset",
     "DataConfig", "register_extractor", "create_extractor", "list_extractors", "register_teacher", "create_teacher",
     "list_teachers", "create_provider", "register_method", "list_methods", "register_dataset", "list_datasets",
 ]

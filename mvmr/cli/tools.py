@@ -99,3 +99,16 @@ def export(checkpoint: Path = typer.Argument(..., help="A checkpoint written by 
     typer.echo(f"wrote {out} ({recipe.student.backbone}{', small stem' if recipe.student.small_stem else ''})")
 
 
+
+
+@app.command()
+def report(runs: list[Path] = typer.Argument(..., help="Run folders (written by mvmr pretrain/distill)."),
+           out: Optional[Path] = typer.Option(None, "--out", help="Folder for the PNG files (default: FIRST_RUN/report).")) -> None:
+    """Draw runs (loss terms, dCor per provider, k-NN per epoch, images/s; several runs overlaid) and print a
+    markdown table of their results."""
+    from ..report import load_run, plot_runs, summary_table
+
+    loaded = [load_run(r) for r in runs]
+    for path in plot_runs(loaded, out or runs[0] / "report"):
+        typer.echo(f"wrote {path}")
+    typer.echo(summary_table(loaded))

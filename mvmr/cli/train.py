@@ -116,5 +116,6 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
         typer.echo(f"k-NN top-1: {summary['knn_top1']:.2f}% learned"
                    + (f" vs {init:.2f}% at initialisation" if init is not None else ""))
     typer.echo(f"run folder: {out_dir}")
+    typer.echo(f"draw it: mvmr report {out_dir}")
 
 

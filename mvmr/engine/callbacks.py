@@ -54,7 +54,8 @@ class RunFolder(Callback):
 
     def on_train_end(self, run: "Run") -> None:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
-        run.summary.update(steps=run.step, epochs_completed=run.epoch, images_per_s=self.images / elapsed)
+        run.summary.update(steps=run.step, epochs_completed=run.epoch, images_per_s=self.images / elapsed,
+                           minutes=run.summary.get("minutes", 0.0) + elapsed / 60)
 
 
 class MetricsLog(Callback):
