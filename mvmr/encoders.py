@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
+import sys
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 from urllib.parse import urlparse
@@ -20,7 +21,8 @@ from torch import nn
 from .errors import WeightsError
 from .providers import Provider
 
-INTERPOLATIONS = {"bicubic": TF.InterpolationMode.BICUBIC, "bilinear": TF.InterpolationMode.BILINEAR}
+INTERPOLATIONS = {"bicubic": TF.InterpolationMode.BICUBIC, "bilinear": TF.InterpolationMode.BILINEAR,
+                  "nearest": TF.InterpolationMode.NEAREST}
 
 
 @contextlib.contextmanager
@@ -83,10 +85,20 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
+HEAD_PREFIXES = ("fc.", "head.", "heads.", "classifier.", "head_dist.")
+
+
 def load_strict(model: nn.Module, path: str | Path, who: str) -> None:
-    """Load a local state dict strictly, turning a mismatch into one line naming the teacher and the file."""
+    """Load a local state dict strictly, turning a mismatch into one line naming the teacher and the file. A full
+    classifier checkpoint loads into the headless encoder: the head's keys are dropped, with a notice naming them."""
+    state = load_state_file(path)
+    expected = set(model.state_dict())
+    dropped = sorted(k for k in state if k not in expected and k.startswith(HEAD_PREFIXES))
+    if dropped:
+        state = {k: v for k, v in state.items() if k not in dropped}
+        print(f"note: {who}: dropped the classifier head of '{path}' ({', '.join(dropped)})", file=sys.stderr)
     try:
-        model.load_state_dict(load_state_file(path), strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         raise WeightsError(f"{who}: '{path}' does not fit the model ({' '.join(first[:2])[:300]})") from None
@@ -104,6 +116,10 @@ class FrozenEncoder(Provider):
         super().__init__()
         self.model = model
         self.out_dim, self.size, self.crop_pct = int(out_dim), int(size), float(crop_pct)
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
+        if not 0 < float(crop_pct) <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
         self.interpolation = INTERPOLATIONS[interpolation]
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
@@ -122,9 +138,13 @@ class FrozenEncoder(Provider):
         return self._digest
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """Resize the short side to size / crop_pct, centre-crop to size, normalise (a no-op resize is skipped)."""
         resize = int(round(self.size / self.crop_pct))
-        x = TF.resize(images.float(), resize, interpolation=self.interpolation, antialias=True)
-        x = TF.center_crop(x, [self.size, self.size])
+        x = images.float()
+        if min(x.shape[-2:]) != resize:
+            x = TF.resize(x, resize, interpolation=self.interpolation, antialias=True)
+        if tuple(x.shape[-2:]) != (self.size, self.size):
+            x = TF.center_crop(x, [self.size, self.size])
         return (x - self.mean) / self.std
 
     def extract(self, images: torch.Tensor) -> torch.Tensor:

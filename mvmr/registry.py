@@ -199,6 +199,7 @@ extractors = ProviderRegistry("extractor", "mvmr.extractors")
 teachers = ProviderRegistry("teacher", "mvmr.teachers")
 methods = Registry("method", "mvmr.methods", builtins="mvmr.methods")
 datasets = Registry("dataset", "mvmr.datasets", builtins="mvmr.data.datasets")
+objectives = Registry("objective", "mvmr.objectives", builtins="mvmr.losses.distill")
 
 
 def create_provider(name: str, **params: Any) -> Provider:

@@ -13,10 +13,21 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+Preprocess = dict  # size, crop_pct, mean, std, interpolation: None keeps the model's own
+
+
+def _preprocess(defaults: dict, size, crop_pct, mean, std, interpolation) -> dict:
+    """The model's own preprocessing, with each given value taking its place (e.g. size 32 for a CIFAR teacher)."""
+    given = {"size": size, "crop_pct": crop_pct, "mean": mean, "std": std, "interpolation": interpolation}
+    return {**defaults, **{k: v for k, v in given.items() if v is not None}}
+
+
 @mvmr.register_teacher("timm", family=True)
-def timm_teacher(spec: str, pretrained: str = "default", weights: Optional[str] = None,
-                 half: bool = False) -> FrozenEncoder:
-    """timm:<model>: pooled features; pretrained: default | <tag> | none; or weights: PATH."""
+def timm_teacher(spec: str, pretrained: str = "default", weights: Optional[str] = None, half: bool = False,
+                 size: Optional[int] = None, crop_pct: Optional[float] = None, mean: Optional[list] = None,
+                 std: Optional[list] = None, interpolation: Optional[str] = None) -> FrozenEncoder:
+    """timm:<model>: pooled features; pretrained: default | <tag> | none; or weights: PATH; size, crop_pct, mean,
+    std, interpolation override the model's own preprocessing."""
     import timm
 
     if not timm.list_models(spec) and spec.split(".")[0] not in timm.list_models():
@@ -38,25 +49,30 @@ def timm_teacher(spec: str, pretrained: str = "default", weights: Optional[str] 
         load_strict(model, weights, f"teacher 'timm:{spec}'")
         weights_id = "file:" + file_digest(Path(weights).expanduser())
     cfg = timm.data.resolve_data_config({}, model=model)
-    return FrozenEncoder(model, model.num_features, cfg["input_size"][-1], cfg["mean"], cfg["std"],
-                         cfg.get("interpolation", "bicubic") if cfg.get("interpolation") in ("bicubic", "bilinear")
-                         else "bilinear", cfg.get("crop_pct", 1.0), half, weights_id=weights_id)
+    own = {"size": cfg["input_size"][-1], "crop_pct": cfg.get("crop_pct", 1.0), "mean": cfg["mean"], "std": cfg["std"],
+           "interpolation": cfg.get("interpolation") if cfg.get("interpolation") in ("bicubic", "bilinear") else "bilinear"}
+    p = _preprocess(own, size, crop_pct, mean, std, interpolation)
+    return FrozenEncoder(model, model.num_features, p["size"], p["mean"], p["std"], p["interpolation"], p["crop_pct"],
+                         half, weights_id=weights_id)
 
 
 @mvmr.register_teacher("torchvision", family=True)
-def torchvision_teacher(spec: str, pretrained: str = "DEFAULT", weights: Optional[str] = None,
-                        half: bool = False) -> FrozenEncoder:
-    """torchvision:<model>: penultimate features at 224 px; pretrained: DEFAULT | <weights tag> | none; or weights."""
+def torchvision_teacher(spec: str, pretrained: str = "DEFAULT", weights: Optional[str] = None, half: bool = False,
+                        size: int = 224, crop_pct: float = 224 / 256, mean: list = IMAGENET_MEAN,
+                        std: list = IMAGENET_STD, interpolation: str = "bilinear",
+                        small_stem: bool = False) -> FrozenEncoder:
+    """torchvision:<model>: penultimate features; pretrained: DEFAULT | <weights tag> | none; or weights: PATH (a
+    full classifier checkpoint loads with its head dropped); size/crop_pct/mean/std/interpolation of its training
+    (ImageNet's by default); small_stem for a CIFAR-style ResNet (3×3 stride-1 conv1, no max-pool)."""
     from mvmr.models import build_backbone
 
     tag = None if (pretrained.lower() == "none" or weights is not None) else pretrained
-    model, dim = build_backbone(spec, weights=tag)
+    model, dim = build_backbone(spec, small_stem=small_stem, weights=tag)
     weights_id = f"torchvision:{spec}:{tag}" if tag else None
     if weights is not None:
         load_strict(model, weights, f"teacher 'torchvision:{spec}'")
         weights_id = "file:" + file_digest(Path(weights).expanduser())
-    return FrozenEncoder(model, dim, 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear", 224 / 256, half,
-                         weights_id=weights_id)
+    return FrozenEncoder(model, dim, size, mean, std, interpolation, crop_pct, half, weights_id=weights_id)
 
 
 @mvmr.register_teacher("mvmr", family=True)

@@ -97,9 +97,11 @@ def distill(teacher: Optional[str] = typer.Option(None, "--teacher", help="Teach
     teacher = teacher or "clip-vit-b16"
     cfg = load_recipe(recipe, set_)
     tree = cfg.to_dict()
-    # The named teacher replaces the recipe's teachers; it keeps their weight (and params when it is the same one).
+    # The named teacher replaces the recipe's teachers: it keeps their weight, objective, view and representation
+    # (and their params when it is the same teacher).
     old = {n: p for n, p in tree["providers"].items() if n in teachers}
-    entry = old.get(teacher) or {"weight": next(iter(old.values()), {"weight": 1.0})["weight"], "params": {}}
+    template = next(iter(old.values()), {"weight": 1.0})
+    entry = old.get(teacher) or {**{k: v for k, v in template.items() if k != "params"}, "params": {}}
     tree["providers"] = {n: p for n, p in tree["providers"].items() if n not in old}
     if teacher_weights is not None:
         entry = {**entry, "params": {**entry["params"], "weights": str(teacher_weights.expanduser().resolve())}}

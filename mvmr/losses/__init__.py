@@ -2,6 +2,8 @@
 from .clustering import mira_assign, mira_objective, sinkhorn_assign, swapped_cross_entropy
 from .dcor import distance_correlation, safe_sqrt
 from .mvmr import MVMRObjective, invariance_loss, variance_loss, weighted_total
+from .distill import RKD, SEED, CosineRegression, DCorObjective, MSERegression, SimilarityPreserving, rkd_angle, rkd_distance
 
 __all__ = ["distance_correlation", "safe_sqrt", "invariance_loss", "variance_loss", "weighted_total", "MVMRObjective",
-           "mira_assign", "sinkhorn_assign", "swapped_cross_entropy", "mira_objective"]
+           "mira_assign", "sinkhorn_assign", "swapped_cross_entropy", "mira_objective", "DCorObjective",
+           "CosineRegression", "MSERegression", "RKD", "SimilarityPreserving", "SEED", "rkd_distance", "rkd_angle"]

@@ -55,8 +55,8 @@ class MVMRObjective(nn.Module):
         self.std_margin = std_margin
         self.estimator = estimator
 
-    def forward(self, z_aug: torch.Tensor, z_orig: torch.Tensor,
-                features: Optional[Mapping[str, torch.Tensor]] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def view_terms(self, z_aug: torch.Tensor, z_orig: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The unweighted terms between the two embeddings that have a non-zero weight."""
         terms: dict[str, torch.Tensor] = {}
         w = self.weights
         if w["mse"]:
@@ -65,6 +65,12 @@ class MVMRObjective(nn.Module):
             terms["variance"] = variance_loss(z_aug, self.std_margin) + variance_loss(z_orig, self.std_margin)
         if w["dcor_views"]:
             terms["dcor_views"] = 1.0 - distance_correlation(z_aug, z_orig, self.estimator)
+        return terms
+
+    def forward(self, z_aug: torch.Tensor, z_orig: torch.Tensor,
+                features: Optional[Mapping[str, torch.Tensor]] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        w = self.weights
+        terms = self.view_terms(z_aug, z_orig)
         for name, feats in (features or {}).items():
             key = f"dcor/{name}"
             if key not in w:

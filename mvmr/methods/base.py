@@ -54,10 +54,14 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         self.feature_source: Optional[Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]] = None
         self.monitor = FiniteMonitor()  # the engine swaps in one that knows the step (and defers on GPUs)
 
-    def provider_features(self, images: torch.Tensor, index: Optional[torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Each provider's features of the original view; from ``feature_source`` (e.g. the cache) when set."""
+    def provider_features(self, images: torch.Tensor, index: Optional[torch.Tensor],
+                          names: Optional[list[str]] = None) -> dict[str, torch.Tensor]:
+        """Providers' features of ``images``; from ``feature_source`` (the cache) for deterministic providers when
+        ``index`` addresses the deterministic original view (pass None for an augmented view)."""
         out = {}
         for name, provider in self.providers.items():
+            if names is not None and name not in names:
+                continue
             if self.feature_source is not None and provider.deterministic and index is not None:
                 out[name] = self.feature_source(name, images, index)
             else:

@@ -2,13 +2,17 @@
 view, plus dCor between the augmented embedding and each provider's features of the original view."""
 from __future__ import annotations
 
+import inspect
 from typing import Literal
+
+from torch import nn
 
 from ..config import Recipe, Section
 from ..data import Batch
 from ..distributed import gather_with_grad
-from ..losses import MVMRObjective
+from ..losses import MVMRObjective, weighted_total
 from ..models import Student
+from ..registry import objectives
 from .base import Method, register_method
 
 
@@ -24,7 +28,8 @@ class LossConfig(Section):
 
 @register_method("mvmr")
 class MVMR(Method):
-    """MV-MR: the student embeds the original view and one augmented view."""
+    """MV-MR: the student embeds the original view and one augmented view; each provider term compares a student
+    representation with the provider's features through its objective (1 − dCor by default; see ProviderConfig)."""
 
     views = 1
     section = "loss"
@@ -34,15 +39,34 @@ class MVMR(Method):
         super().__init__(recipe)
         s, loss = recipe.student, self.config
         self.student = Student(s.backbone, s.small_stem, s.projector)
-        self.objective = MVMRObjective(
-            mse=loss.mse, variance=loss.variance, dcor_views=loss.dcor_views,
-            providers={name: cfg.weight for name, cfg in recipe.providers.items()},
-            std_margin=loss.std_margin, estimator=loss.dcor_estimator,
-        )
+        self.objective = MVMRObjective(mse=loss.mse, variance=loss.variance, dcor_views=loss.dcor_views,
+                                       std_margin=loss.std_margin, estimator=loss.dcor_estimator)
+        size = recipe.data.image_size
+        heads, self.terms = [], {}
+        for name, cfg in recipe.providers.items():
+            cls = objectives.get(cfg.objective)
+            params = dict(cfg.objective_params)
+            if "estimator" in inspect.signature(cls).parameters:
+                params.setdefault("estimator", loss.dcor_estimator)
+            student_dim = self.student.feature_dim if cfg.on == "backbone" else self.student.out_dim
+            heads.append(cls(student_dim, self.providers[name].output_dim(size, size), **params))
+            self.terms[name] = f"{cfg.objective}/{name}"
+        self.heads = nn.ModuleList(heads)  # in recipe order; learned parts (predictors, queues) are checkpointed
+        self.weights = {**self.objective.weights, **{self.terms[n]: c.weight for n, c in recipe.providers.items()}}
 
     def training_step(self, batch: Batch, progress: float):
         # Every term is a statistic of the global batch: gather across processes (a no-op in one process).
-        z = gather_with_grad(self.student(batch.original))
-        z_aug = gather_with_grad(self.student(batch.views[0]))
-        features = {n: gather_with_grad(f) for n, f in self.provider_features(batch.original, batch.index).items()}
-        return self.objective(z_aug, z, features)
+        h, h_aug = self.student.embed(batch.original), self.student.embed(batch.views[0])
+        z, z_aug = self.student.projector(h), self.student.projector(h_aug)
+        student = {("original", "backbone"): h, ("original", "projector"): z,
+                   ("augmented", "backbone"): h_aug, ("augmented", "projector"): z_aug}
+        student = {k: gather_with_grad(v) for k, v in student.items()}
+        terms = self.objective.view_terms(student["augmented", "projector"], student["original", "projector"])
+        cfgs = self.recipe.providers
+        on_augmented = [n for n, c in cfgs.items() if c.view == "augmented"]
+        features = self.provider_features(batch.original, batch.index, [n for n in cfgs if n not in on_augmented])
+        features.update(self.provider_features(batch.views[0], None, on_augmented))
+        for head, (name, cfg) in zip(self.heads, cfgs.items()):
+            s = student["original" if cfg.view == "original" else "augmented", cfg.on]
+            terms[self.terms[name]] = head(s, gather_with_grad(features[name]))
+        return weighted_total(terms, self.weights), terms
