@@ -28,7 +28,7 @@ if not NPZ.is_file():
     sys.exit(f"{NPZ} is missing: this benchmark needs the shared CIFAR-10 sample")
 for name in chosen:
     tree = {"method": "mvmr", "data": {"name": "npz", "root": str(NPZ), "image_size": 32},
-            "student": {"backbone": backbone, "small_stem": small_stem, "projector": "1024-1024"},
+            "student": {"backbone": backbone, "stem": "cifar" if small_stem else "standard", "projector": "1024-1024"},
             "optim": {"name": "adam", "lr": 1e-3, "batch_size": 256, "epochs": epochs, "warmup_epochs": 1},
             "trainer": {"precision": "fp32", "num_workers": 2, "progress": False, "log_every": 20},
             "eval": {"knn_every": epochs}, **VARIANTS[name]}

@@ -23,7 +23,7 @@ with tempfile.TemporaryDirectory() as tmp:
     def recipe(use_cache, teacher=True):
         return build_recipe({
             "method": "mvmr", "data": {"name": "npz", "root": str(NPZ), "image_size": 96, "limit": n},
-            "student": {"backbone": backbone, "small_stem": False, "projector": projector},
+            "student": {"backbone": backbone, "projector": projector},
             "providers": {"clip-vit-b16": {"weight": 1.0, "params": {"pretrained": "none"}}} if teacher else {},
             "optim": {"batch_size": batch, "epochs": 1, "warmup_epochs": 0},
             "trainer": {"precision": "fp32", "num_workers": 2, "progress": False, "use_cache": use_cache,

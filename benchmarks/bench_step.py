@@ -20,7 +20,7 @@ size = int(sys.argv[2]) if len(sys.argv) > 2 else 32
 batch = int(sys.argv[3]) if len(sys.argv) > 3 else 128
 providers = {"pixels": {"weight": 1.0}, "hog": {"weight": 1.0, "params": {"orientations": 12, "cells_per_block": 2}},
              "lsd": {"weight": 1.0}}
-common = {"student": {"backbone": backbone, "small_stem": False, "projector": "512-512"}}
+common = {"student": {"backbone": backbone, "projector": "512-512"}}
 full = build_method(build_recipe({**common, "providers": providers}))
 bare = build_method(build_recipe({**common, "loss": {"dcor_views": 0.0}}))
 bare.load_state_dict(full.state_dict(), strict=False)

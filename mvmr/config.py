@@ -31,7 +31,7 @@ class AugmentConfig(Section):
     jitter: tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2)
     jitter_p: float = 0.8
     gray_p: float = 0.2
-    blur_p: float = 0.5
+    blur_p: float = 1.0  # the official MV-MR transform always blurs (kernel 2·int(0.05·size)+1, σ ∈ [0.1, 2])
     blur_sigma: tuple[float, float] = (0.1, 2.0)
 
 
@@ -47,7 +47,9 @@ class DataConfig(Section):
 
 class StudentConfig(Section):
     backbone: str = "resnet50"
-    small_stem: bool = False
+    stem: Literal["standard", "small_kernel", "cifar"] = Field(
+        "standard", description="small_kernel: the official MV-MR 3×3 conv1 with max-pool; cifar: also no max-pool")
+    zero_init_residual: bool = True
     projector: LayerSpec = Field("8192-8192-8192", description="default: the method's default_projector")
     channels_last: bool = False
 
@@ -139,10 +141,18 @@ def _recipe_model(method_cls: type) -> type[Recipe]:
 
 def migrate(tree: dict, method_cls: type) -> dict:
     """Recipes of mvmr ≤ 0.1 carried every method's section: keep only the chosen method's. ``mira.projector``
-    moved to ``student.projector`` and the MIRA hybrid's ``loss.dcor_estimator`` to ``mira.dcor_estimator``."""
+    moved to ``student.projector``, the MIRA hybrid's ``loss.dcor_estimator`` to ``mira.dcor_estimator``, and
+    ``student.small_stem: true`` is ``student.stem: cifar``."""
     from .registry import methods
 
     tree = dict(tree)
+    student = tree.get("student")
+    if isinstance(student, dict) and "small_stem" in student:  # mvmr ≤ 0.1: small_stem removed the max-pool too
+        student = dict(student)
+        small = student.pop("small_stem")
+        if small and "stem" not in student:
+            student["stem"] = "cifar"
+        tree["student"] = student
     if tree.get("method", "mvmr") == "mira":
         mira = dict(tree.get("mira") or {})
         if "projector" in mira:

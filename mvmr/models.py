@@ -12,20 +12,32 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def apply_small_stem(model: nn.Module) -> nn.Module:
-    """3×3 stride-1 first conv and no max-pool (for 32–96 px images), on a torchvision ResNet."""
+STEMS = ("standard", "small_kernel", "cifar")
+
+
+def apply_stem(model: nn.Module, stem: str) -> nn.Module:
+    """The first layers of a torchvision ResNet for small images. ``small_kernel``: the official MV-MR code's
+    3×3 stride-1 conv1, max-pool kept (STL10 at 96 px: 24×24 after the stem); ``cifar``: 3×3 stride-1 conv1 and no
+    max-pool (CIFAR-style, 4× the FLOPs of small_kernel); ``standard``: torchvision's 7×7 stride-2 conv1 and max-pool."""
+    if stem not in STEMS:
+        raise ConfigError(f"student.stem '{stem}' is unknown; use one of {', '.join(STEMS)}")
+    if stem == "standard":
+        return model
     if not hasattr(model, "conv1") or not hasattr(model, "maxpool"):
-        raise ConfigError("student.small_stem applies to torchvision ResNets (conv1 + maxpool)")
+        raise ConfigError(f"student.stem '{stem}' applies to torchvision ResNets (conv1 + maxpool)")
     model.conv1 = nn.Conv2d(3, model.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
-    model.maxpool = nn.Identity()
+    if stem == "cifar":
+        model.maxpool = nn.Identity()
     return model
 
 
-def build_backbone(name: str, small_stem: bool = False, weights: Optional[str] = None) -> tuple[nn.Module, int]:
+def build_backbone(name: str, stem: str = "standard", weights: Optional[str] = None,
+                   zero_init_residual: bool = True) -> tuple[nn.Module, int]:
     """Backbone by name (torchvision ``resnet50`` or ``timm:<name>``), classifier removed; returns (model, dim).
 
     ``weights``: a torchvision weights tag (e.g. ``DEFAULT``, ``IMAGENET1K_V2``) for torchvision models; None is
-    random initialisation.
+    random initialisation. ``zero_init_residual`` zeroes the last BN of each residual branch (torchvision ResNets;
+    the official MV-MR, MIRA and VICReg code do so).
     """
     if name.startswith("timm:"):
         import timm
@@ -34,23 +46,23 @@ def build_backbone(name: str, small_stem: bool = False, weights: Optional[str] =
             model = timm.create_model(name[5:], pretrained=False, num_classes=0)
         except RuntimeError as exc:
             raise ConfigError(f"student.backbone '{name}': {exc}") from None
-        if small_stem:
-            raise ConfigError("student.small_stem is for torchvision ResNets; pick a timm model made for small images")
+        if stem != "standard":
+            raise ConfigError("student.stem is for torchvision ResNets; pick a timm model made for small images")
         return model, model.num_features
     import torchvision.models as tvm
 
     if name not in tvm.list_models(module=tvm):
         raise ConfigError(f"student.backbone '{name}' is not a torchvision classification model "
                           f"(e.g. resnet18, resnet50; or timm:<name>)")
+    kwargs = {"zero_init_residual": True} if zero_init_residual and "resne" in name and weights is None else {}
     try:
-        model = tvm.get_model(name, weights=weights)
+        model = tvm.get_model(name, weights=weights, **kwargs)
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"torchvision weights '{weights}' for {name}: {exc}") from None
     except (OSError, RuntimeError) as exc:  # URLError is an OSError: no network
         raise WeightsError(f"torchvision weights '{weights}' for {name} could not be downloaded ({exc}); "
                            f"place them in the torch hub cache or use a local weights file") from None
-    if small_stem:
-        apply_small_stem(model)
+    apply_stem(model, stem)
     head = "fc" if hasattr(model, "fc") else "classifier" if hasattr(model, "classifier") else "heads"
     old = getattr(model, head)
     dim = old.in_features if isinstance(old, nn.Linear) else [m for m in old.modules() if isinstance(m, nn.Linear)][0].in_features
@@ -75,14 +87,19 @@ def build_projector(in_dim: int, spec: str, last_bias: bool = False) -> nn.Modul
 class Student(nn.Module):
     """images in [0, 1] -> normalised -> backbone features (``embed``) -> projector (``forward``)."""
 
-    def __init__(self, backbone: str = "resnet50", small_stem: bool = False, projector: str = "8192-8192-8192",
-                 mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
+    def __init__(self, backbone: str = "resnet50", stem: str = "standard", projector: str = "8192-8192-8192",
+                 zero_init_residual: bool = True, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
         super().__init__()
-        self.backbone, self.feature_dim = build_backbone(backbone, small_stem)
+        self.backbone, self.feature_dim = build_backbone(backbone, stem, zero_init_residual=zero_init_residual)
         self.projector = build_projector(self.feature_dim, projector)
         self.out_dim = int(projector.split("-")[-1]) if projector else self.feature_dim
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg) -> "Student":
+        """The student a recipe's ``student`` section describes."""
+        return cls(cfg.backbone, cfg.stem, cfg.projector, cfg.zero_init_residual)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone((images - self.mean) / self.std)

@@ -60,14 +60,14 @@ def timm_teacher(spec: str, pretrained: str = "default", weights: Optional[str] 
 def torchvision_teacher(spec: str, pretrained: str = "DEFAULT", weights: Optional[str] = None, half: bool = False,
                         size: int = 224, crop_pct: float = 224 / 256, mean: list = IMAGENET_MEAN,
                         std: list = IMAGENET_STD, interpolation: str = "bilinear",
-                        small_stem: bool = False) -> FrozenEncoder:
+                        stem: str = "standard") -> FrozenEncoder:
     """torchvision:<model>: penultimate features; pretrained: DEFAULT | <weights tag> | none; or weights: PATH (a
     full classifier checkpoint loads with its head dropped); size/crop_pct/mean/std/interpolation of its training
-    (ImageNet's by default); small_stem for a CIFAR-style ResNet (3×3 stride-1 conv1, no max-pool)."""
+    (ImageNet's by default); stem as the student's (small_kernel, cifar) for a network trained on small images."""
     from mvmr.models import build_backbone
 
     tag = None if (pretrained.lower() == "none" or weights is not None) else pretrained
-    model, dim = build_backbone(spec, small_stem=small_stem, weights=tag)
+    model, dim = build_backbone(spec, stem, weights=tag, zero_init_residual=False)
     weights_id = f"torchvision:{spec}:{tag}" if tag else None
     if weights is not None:
         load_strict(model, weights, f"teacher 'torchvision:{spec}'")

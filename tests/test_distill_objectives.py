@@ -126,5 +126,5 @@ def test_torchvision_teacher_at_its_own_resolution_from_a_classifier_checkpoint(
     net.fc = torch.nn.Identity()
     net.eval()
     assert torch.allclose(teacher(x), net((x - 0.5) / 0.25), atol=1e-5)  # no resize at its own 32 px
-    small = mvmr.create_teacher("torchvision:resnet18", pretrained="none", small_stem=True, size=32, crop_pct=1.0)
+    small = mvmr.create_teacher("torchvision:resnet18", pretrained="none", stem="cifar", size=32, crop_pct=1.0)
     assert small.model.conv1.kernel_size == (3, 3) and small(x).shape == (4, 512)

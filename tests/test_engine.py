@@ -52,7 +52,7 @@ def test_stl10_recipe_two_steps(tmp_path, stl10_root):
 
 def test_cifar10_recipe_two_steps(tmp_path, cifar10_root):
     _pretrain(RECIPES / "cifar10_mvmr.yaml", tmp_path / "run", f"data.root={cifar10_root}",
-              "student.small_stem=false")
+              "student.stem=standard")
     _check_run(tmp_path / "run")
 
 
@@ -79,7 +79,7 @@ def test_resume_reaches_the_same_weights(tmp_path):
 
 def test_export_loads_into_torchvision(tmp_path):
     _pretrain(RECIPES / "quickstart.yaml", tmp_path / "run", "data.limit=32", "eval.knn_every=0",
-              "student.small_stem=true")
+              "student.stem=cifar")
     result = cli("export", tmp_path / "run" / "checkpoints" / "last.pt", tmp_path / "backbone.pt")
     assert result.exit_code == 0, result.output
     model = torchvision.models.resnet18()

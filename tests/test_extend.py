@@ -52,7 +52,7 @@ def test_a_method_registered_in_python_brings_its_own_section(tmp_path):
 
         def __init__(self, recipe):
             super().__init__(recipe)
-            self.student = mvmr.Student(recipe.student.backbone, False, recipe.student.projector)
+            self.student = mvmr.Student.from_config(recipe.student)
 
         def training_step(self, batch, progress):
             z = torch.stack([self.student(v) for v in batch.views])

@@ -96,7 +96,7 @@ def export(checkpoint: Path = typer.Argument(..., help="A checkpoint written by 
         atomic_save(method.student.backbone.state_dict(), out.expanduser())
     except OSError as exc:
         raise MVMRError(f"export: cannot write '{out}' ({exc.strerror or exc}); choose a writable path") from None
-    typer.echo(f"wrote {out} ({recipe.student.backbone}{', small stem' if recipe.student.small_stem else ''})")
+    typer.echo(f"wrote {out} ({recipe.student.backbone}, {recipe.student.stem} stem)")
 
 
 

@@ -70,11 +70,14 @@ def distill(teacher: Optional[str] = typer.Option(None, "--teacher", help="Teach
             recipe_name: str = typer.Argument("stl10_distill_clip", metavar="[RECIPE]",
                                               help="Recipe: a YAML file or a packaged recipe name."),
             teacher_weights: Optional[Path] = typer.Option(None, "--teacher-weights", help="Local weight file."),
+            objective: Optional[str] = typer.Option(None, "--objective", help="The teacher term's objective "
+                                                    "(dcor, cosine, mse, rkd, sp, seed); default: the recipe's."),
             set_: list[str] = typer.Option([], "--set", help="Override: section.key=value (repeatable)."),
             out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<recipe name>)."),
             resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
             imports: list[str] = typer.Option([], "--import", help=IMPORT_HELP)) -> None:
-    """Distil a frozen teacher into the student: MV-MR with the term w·(1 − dCor(z̃, teacher(x)))."""
+    """Distil a frozen teacher into the student, label-free: the recipe's objective between a student
+    representation and the teacher's features (e.g. MV-MR's 1 − dCor, or cosine regression through a predictor)."""
     from ..config import build_recipe
     from ..recipe_files import load_recipe, resolve_recipe
     from ..engine import pretrain as run, resume_recipe
@@ -105,6 +108,11 @@ def distill(teacher: Optional[str] = typer.Option(None, "--teacher", help="Teach
     tree["providers"] = {n: p for n, p in tree["providers"].items() if n not in old}
     if teacher_weights is not None:
         entry = {**entry, "params": {**entry["params"], "weights": str(teacher_weights.expanduser().resolve())}}
+    if objective is not None:
+        from ..registry import objectives
+
+        objectives.lookup(objective)  # unknown objective: one clear line, with the closest name
+        entry = {**entry, "objective": objective, "objective_params": {}}
     tree["providers"][teacher] = entry
     summary = run(build_recipe(tree, source=str(recipe)), out_dir, False, source=recipe,
                   resume_command=_command("distill", recipe_name, out_dir, f" --teacher {teacher}"))

@@ -15,7 +15,9 @@ import torchvision.transforms.v2.functional as TF
 
 @dataclass(frozen=True)
 class AugmentSpec:
-    """Probabilities and ranges of the augmented view (defaults: the official MV-MR code)."""
+    """Probabilities and ranges of the augmented view. Defaults: the official MV-MR ``AugTransform`` (policy
+    "custom"): RandomResizedCrop(size) with torchvision's scale and ratio, flip 0.5, ColorJitter(0.8, 0.8, 0.8, 0.2)
+    with p 0.8, grayscale 0.2, and GaussianBlur(2·int(0.05·size)+1, σ ∈ [0.1, 2]) always applied."""
 
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
@@ -23,7 +25,7 @@ class AugmentSpec:
     jitter: tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2)  # brightness, contrast, saturation, hue
     jitter_p: float = 0.8
     gray_p: float = 0.2
-    blur_p: float = 0.5
+    blur_p: float = 1.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
 
 

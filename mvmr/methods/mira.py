@@ -62,7 +62,7 @@ class MIRA(Method):
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
         s, self.cfg = recipe.student, self.config
-        self.student = Student(s.backbone, s.small_stem, s.projector)
+        self.student = Student.from_config(s)
         self.prototypes = nn.Parameter(F.normalize(torch.randn(self.cfg.prototypes, self.student.out_dim), dim=1))
         self.teacher = copy.deepcopy(self.student).requires_grad_(False)
         self.weights = {"swapped_ce": 1.0, **{f"dcor/{n}": p.weight for n, p in recipe.providers.items()}}

@@ -38,7 +38,7 @@ class MVMR(Method):
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
         s, loss = recipe.student, self.config
-        self.student = Student(s.backbone, s.small_stem, s.projector)
+        self.student = Student.from_config(s)
         self.objective = MVMRObjective(mse=loss.mse, variance=loss.variance, dcor_views=loss.dcor_views,
                                        std_margin=loss.std_margin, estimator=loss.dcor_estimator)
         size = recipe.data.image_size

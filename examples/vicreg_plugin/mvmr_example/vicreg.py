@@ -28,8 +28,7 @@ class VICReg(mvmr.Method):
         super().__init__(recipe)
         from lightly.loss import VICRegLoss  # optional dependency of this plug-in only
 
-        s = recipe.student
-        self.student = mvmr.Student(s.backbone, s.small_stem, s.projector)
+        self.student = mvmr.Student.from_config(recipe.student)
         # VICReg's statistics are global-batch ones: lightly gathers across processes when told to.
         self.vicreg = VICRegLoss(self.config.lambda_param, self.config.mu_param, self.config.nu_param,
                                  gather_distributed=is_distributed())
