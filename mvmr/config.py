@@ -91,7 +91,7 @@ class TrainerConfig(Section):
     cache_dir: str = "~/.cache/mvmr"
     tensorboard: bool = False
     progress: bool = True
-    sync_bn: bool = False
+    sync_bn: Optional[bool] = Field(None, description="global-batch BatchNorm under torchrun; default: on")
 
 
 class EvalConfig(Section):

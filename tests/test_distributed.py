@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from mvmr.config import build_recipe
 from mvmr.data import Batch
 from mvmr.engine import EpochSampler
+from mvmr.syncbn import convert_batchnorm
 from mvmr.methods import build_method
 
 RECIPES = Path(__file__).parent.parent / "recipes"
@@ -34,9 +35,10 @@ def _batch(n=16):
     return Batch(original, [view1, view2], label, index)
 
 
-def _method(name):
+def _method(name, train=False):
+    """eval: BatchNorm uses running statistics; train: batch statistics (global-batch BN under DDP)."""
     torch.manual_seed(0)
-    return build_method(build_recipe(RECIPE_TREES[name])).eval()  # eval: BN statistics do not differ per process
+    return build_method(build_recipe(RECIPE_TREES[name])).train(train)
 
 
 def _loss_and_grads(model, method, batch):
@@ -45,20 +47,23 @@ def _loss_and_grads(model, method, batch):
     return loss.detach(), {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
 
 
-def _worker(rank, name, init_file, out_dir):
+def _worker(rank, name, init_file, out_dir, train=False):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    method = _method(name)
+    method = _method(name, train)
+    if train:
+        method = convert_batchnorm(method, "cpu")
     ddp = torch.nn.parallel.DistributedDataParallel(method)
     half = _batch().slice(rank * 8, (rank + 1) * 8)
     torch.save(_loss_and_grads(ddp, method, half), Path(out_dir) / f"{rank}.pt")
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("name", list(RECIPE_TREES))
-def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path, name):
-    mp.spawn(_worker, args=(name, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    method = _method(name)
+@pytest.mark.parametrize("name,train", [(n, False) for n in RECIPE_TREES] + [(n, True) for n in RECIPE_TREES])
+def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path, name, train):
+    """In eval mode, and in train mode with global-batch BatchNorm (on by default under torchrun)."""
+    mp.spawn(_worker, args=(name, str(tmp_path / "init"), str(tmp_path), train), nprocs=2, join=True)
+    method = _method(name, train)
     loss, grads = _loss_and_grads(method, method, _batch())
     (loss0, grads0), (loss1, grads1) = torch.load(tmp_path / "0.pt"), torch.load(tmp_path / "1.pt")
     assert abs((loss0 + loss1).item() / 2 - loss.item()) < 1e-5  # MV-MR: each rank holds the global loss itself

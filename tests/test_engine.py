@@ -135,6 +135,8 @@ def test_optimizers_cover_exactly_the_trainable_parameters(name):
     opt = build_optimizer(method, recipe.optim)
     in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
     assert in_opt == {id(p) for p in method.student.parameters()}
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(p) for p in method.student.parameters() if p.ndim > 1}  # no decay on biases and norms
 
 
 def test_lr_schedule_warmup_then_cosine():

@@ -52,11 +52,11 @@ def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
 
 
 def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
-    """adam | adamw | sgd | lars through timm's optimizer factory (LARS skips bias and norm weights)."""
+    """adam | adamw | sgd | lars through timm's optimizer factory, over the trainable parameters in two groups:
+    biases and norm weights (1-D tensors) without weight decay, the rest with it (as VICReg, DINO, MIRA do);
+    LARS also skips its trust ratio for the former."""
     from timm.optim import create_optimizer_v2
 
-    # LARS gets the module so timm can exempt biases and norm weights; the others get the trainable parameters.
-    target = model if cfg.name == "lars" else [p for p in model.parameters() if p.requires_grad]
     kwargs: dict[str, Any] = {"momentum": cfg.momentum} if cfg.name in ("sgd", "lars") else {}
-    return create_optimizer_v2(target, opt=cfg.name, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                               filter_bias_and_bn=cfg.name == "lars", **kwargs)
+    return create_optimizer_v2(model, opt=cfg.name, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                               filter_bias_and_bn=True, **kwargs)

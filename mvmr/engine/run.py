@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..guards import FiniteMonitor, ignore_interrupts_in_worker
 from ..methods import Method, build_method
 from ..registry import methods
+from ..syncbn import convert_batchnorm
 from .optim import build_optimizer, seed_everything
 from .resume import recipe_differences, show_keys
 
@@ -100,8 +101,8 @@ class Run:
             self.method.student.to(memory_format=torch.channels_last)
         self.model: torch.nn.Module = self.method
         if self.world > 1:
-            if t.sync_bn:
-                self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+            if t.sync_bn is not False:  # on by default: BatchNorm sees the global batch, as one process would
+                self.method = convert_batchnorm(self.method, self.device.type)
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.optimizer = build_optimizer(self.method, o)
