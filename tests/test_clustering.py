@@ -1,5 +1,6 @@
 """MIRA and Sinkhorn-Knopp assignments against their optimality conditions, and the mira method end to end."""
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,28 @@ def test_ema_teacher_moves_towards_the_student():
     t1 = [p.clone() for p in method.teacher.parameters()]
     method.after_optimizer_step(1.0)  # momentum 1 at the end of training: the teacher no longer moves
     assert all(torch.equal(a, b) for a, b in zip(t1, method.teacher.parameters()))
+
+
+def test_collapse_is_visible_while_training(tmp_path, capsys):
+    """Entropies and embedding std are logged every step, and uniform predictions give one warning line."""
+    from mvmr.cli import main
+
+    args = ["pretrain", str(Path(__file__).parent.parent / "recipes" / "quickstart_mira.yaml"), "--out",
+            str(tmp_path / "run")]
+    for o in ["trainer.max_steps=7", "trainer.num_workers=0", "trainer.progress=false", "trainer.log_every=1",
+              "optim.batch_size=8", "data.limit=64", "eval.knn_every=0", "student.projector=64-32",
+              f"trainer.cache_dir={tmp_path / 'cache'}", "mira.prototypes=50",
+              "mira.tau_student=100"]:  # a flat student softmax: uniform predictions by construction
+        args += ["--set", o]
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code == 0
+    err = capsys.readouterr().err
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    entropy = [r["diag/student_entropy"] for r in steps]
+    assert len(steps) == 7 and all(0 < e <= math.log(50) + 1e-4 for e in entropy)
+    assert all(0 <= r["diag/target_mean_entropy"] <= math.log(50) + 1e-4 and r["diag/embedding_std"] > 0 for r in steps)
+    warnings = [line for line in err.splitlines() if line.startswith("warning: step")]
+    assert all(e >= 0.95 * math.log(50) for e in entropy)
+    assert len(warnings) == 1 and warnings[0].startswith("warning: step 5:") and "predictions are uniform" in warnings[0]

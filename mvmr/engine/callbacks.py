@@ -196,6 +196,24 @@ class Checkpoint(Callback):
         dist_utils.barrier()
 
 
+class CollapseWatch(Callback):
+    """One warning line when the method's ``collapse_warning(values)`` (if it has one) fires on ``patience``
+    consecutive log steps; it reads the values the metrics log already fetched (no extra host sync)."""
+
+    def __init__(self, patience: int = 5) -> None:
+        self.patience, self.hits, self.warned = patience, 0, False
+
+    def on_step(self, run: "Run", info: "StepInfo") -> None:
+        check = getattr(run.method, "collapse_warning", None)
+        if check is None or not info.logging or self.warned:
+            return
+        message = check(info.values())
+        self.hits = self.hits + 1 if message else 0
+        if message and self.hits >= self.patience and run.main:
+            self.warned = True
+            print(f"warning: step {run.step}: {message}", file=sys.stderr)
+
+
 def default_callbacks(run: "Run") -> list[Callback]:
     """The standard set, in the order the loop calls them."""
-    return [RunFolder(), OnlineKNN(run), MetricsLog(), ProgressBar(), Checkpoint()]
+    return [RunFolder(), OnlineKNN(run), MetricsLog(), ProgressBar(), CollapseWatch(), Checkpoint()]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from typing import Literal
+from typing import Literal, Optional
 
 from ..config import Recipe, Section
 from ..data import Batch
@@ -81,14 +81,41 @@ class MIRA(Method):
         z1, z2 = self.student(view1), self.student(view2)
         with torch.no_grad():
             targets = [self.assign(self.cluster_logits(self.teacher(v)), progress) for v in (view1, view2)]
-        terms = {"swapped_ce": swapped_cross_entropy(targets, [self.cluster_logits(z1), self.cluster_logits(z2)],
-                                                     self.cfg.tau_student)}
+        logits = [self.cluster_logits(z1), self.cluster_logits(z2)]
+        terms = {"swapped_ce": swapped_cross_entropy(targets, logits, self.cfg.tau_student)}
+        terms.update(self.diagnostics(logits, targets, z1))
         # The cross-entropy is a per-sample mean (DDP's gradient average makes it global); dCor needs the global batch.
         features = self.provider_features(batch.original, batch.index)
         z1_all = gather_with_grad(z1) if features else z1
         for name, feats in features.items():
             terms[f"dcor/{name}"] = 1.0 - distance_correlation(z1_all, gather_with_grad(feats), self.estimator)
         return weighted_total(terms, self.weights), terms
+
+    @torch.no_grad()
+    def diagnostics(self, logits: list[torch.Tensor], targets: list[torch.Tensor], z: torch.Tensor) -> dict:
+        """Logged, not optimised (weight 0): mean per-sample entropy and entropy of the mean of the student's
+        predictions and of the targets (nats; uniform = ln K), and the per-dimension std of the normalised
+        embedding. Collapse shows as per-sample entropies at ln K with the std falling."""
+        def entropies(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            per_sample = -(probs * probs.clamp_min(1e-12).log()).sum(1).mean()
+            mean = probs.mean(0)
+            return per_sample, -(mean * mean.clamp_min(1e-12).log()).sum()
+        student = torch.cat([F.softmax(s.float() / self.cfg.tau_student, dim=1) for s in logits])
+        s_each, s_mean = entropies(student)
+        t_each, t_mean = entropies(torch.cat(targets))
+        return {"diag/student_entropy": s_each, "diag/student_mean_entropy": s_mean,
+                "diag/target_entropy": t_each, "diag/target_mean_entropy": t_mean,
+                "diag/embedding_std": F.normalize(z.float(), dim=1).std(0).mean()}
+
+    def collapse_warning(self, values: dict[str, float]) -> Optional[str]:
+        """A one-line explanation when the student's predictions are uniform (per-sample entropy ≥ 95 % of ln K)."""
+        uniform = math.log(self.cfg.prototypes)
+        if values.get("diag/student_entropy", 0.0) >= 0.95 * uniform:
+            return (f"the student's predictions are uniform (entropy {values['diag/student_entropy']:.2f} of "
+                    f"ln K = {uniform:.2f}): the targets carry no signal; usual causes are embeddings near-"
+                    f"orthogonal to random prototypes at small batch and short schedules (try fewer prototypes, "
+                    f"a lower mira.tau_teacher, or hybrid dCor providers)")
+        return None
 
     @torch.no_grad()
     def after_optimizer_step(self, progress: float) -> None:
