@@ -76,7 +76,8 @@ class OptimConfig(Section):
     batch_size: int = Field(256, ge=2)
     epochs: int = Field(100, ge=1)
     warmup_epochs: float = Field(10, ge=0)
-    accumulate: int = Field(1, ge=1)
+    accumulate: int = Field(1, ge=1, description="micro-batches per step (exact: gradient caching); "
+                                                "batch_size stays the batch every statistic is computed on")
 
 
 class TrainerConfig(Section):

@@ -50,6 +50,12 @@ def test_stl10_recipe_two_steps(tmp_path, stl10_root):
     _check_run(tmp_path / "run")
 
 
+def test_exact_accumulation_in_a_run(tmp_path):
+    _pretrain(RECIPES / "quickstart.yaml", tmp_path / "run", "data.limit=64", "optim.accumulate=4",
+              "eval.knn_every=0")
+    _check_run(tmp_path / "run")
+
+
 def test_cifar10_recipe_two_steps(tmp_path, cifar10_root):
     _pretrain(RECIPES / "cifar10_mvmr.yaml", tmp_path / "run", f"data.root={cifar10_root}",
               "student.stem=standard")

@@ -7,9 +7,12 @@ from typing import Mapping, Optional, Sequence
 
 import torch
 
+from contextlib import nullcontext
+
 from ..errors import Interrupted
 from ..guards import StopSignals
 from . import optim
+from .accumulate import average_gradients, cached_step
 from .callbacks import Callback
 from .run import Run
 
@@ -60,24 +63,37 @@ def fit(run: Run, callbacks: Sequence[Callback]) -> dict:
     return run.summary
 
 
+def _forward_backward(run: Run, batch) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
+    """Loss and terms of one global batch, its gradients accumulated into the parameters."""
+    o, t = run.recipe.optim, run.recipe.trainer
+    with optim.autocast_for(run.device, t.precision):
+        if o.accumulate == 1:
+            loss, terms = run.model(batch, run.progress)
+            run.scaler.scale(loss).backward()
+            return loss, terms
+        # exact accumulation: the objective sees the whole batch (gradient caching)
+        with run.model.no_sync() if run.world > 1 else nullcontext():
+            loss, terms = cached_step(run.method, batch, o.accumulate, run.progress, run.scaler.scale)
+    if run.world > 1:
+        average_gradients(run.method, run.world)
+    return loss, terms
+
+
 def _loop(run: Run, callbacks: Sequence[Callback], stop: StopSignals, loss_message: str) -> None:
-    """Epochs of steps; a step is ``optim.accumulate`` forward/backward passes, then one optimizer update."""
+    """Epochs of steps: forward and backward on one global batch (in ``optim.accumulate`` exact micro-batches),
+    then one optimizer update."""
     o, t = run.recipe.optim, run.recipe.trainer
     for cb in callbacks:
         cb.on_train_start(run)
     run.method.train()
     while run.step < run.last_step:
         tick, images = time.perf_counter(), 0
-        for i, batch in enumerate(run.loader()):
+        for batch in run.loader():
             batch = batch.to(run.device, channels_last=run.recipe.student.channels_last)
             run.monitor.step = run.step + 1
-            with optim.autocast_for(run.device, t.precision):
-                loss, terms = run.model(batch, run.progress)
-            run.monitor.watch(loss_message, loss, terms)
-            run.scaler.scale(loss / o.accumulate).backward()
+            loss, terms = _forward_backward(run, batch)
+            run.monitor.watch(loss_message, loss, terms)  # before the update: a NaN never reaches the weights
             images += len(batch) * run.world
-            if (i + 1) % o.accumulate:
-                continue
             lr = optim.lr_at(run.step, run.total_steps, run.warmup_steps, o.lr)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr

@@ -83,11 +83,12 @@ class Run:
         if o.batch_size % self.world:
             raise ConfigError(f"optim.batch_size={o.batch_size} (the global batch) must divide among {self.world} processes")
         self.local_batch = o.batch_size // self.world
+        if self.local_batch % o.accumulate:
+            raise ConfigError(f"optim.batch_size={o.batch_size} gives {self.local_batch} images per process, which "
+                              f"optim.accumulate={o.accumulate} does not split into equal micro-batches")
         if len(self.dataset) < o.batch_size:
             raise ConfigError(f"optim.batch_size={o.batch_size} exceeds the {len(self.dataset)} training images")
-        self.steps_per_epoch = len(self.dataset) // (o.batch_size * o.accumulate)  # batch_size is the global batch
-        if self.steps_per_epoch == 0:
-            raise ConfigError("optim.batch_size × optim.accumulate exceeds the dataset; lower one of them")
+        self.steps_per_epoch = len(self.dataset) // o.batch_size  # batch_size: the global batch of one step
         self.total_steps = self.steps_per_epoch * o.epochs
         self.last_step = min(self.total_steps, t.max_steps or self.total_steps)
         self.warmup_steps = int(round(o.warmup_epochs * self.steps_per_epoch))
@@ -138,7 +139,7 @@ class Run:
         """This epoch's batches from the current position, as named ``Batch``es."""
         o, t = self.recipe.optim, self.recipe.trainer
         self.dataset.epoch = self.epoch
-        start = self.batch_in_epoch * o.batch_size * o.accumulate
+        start = self.batch_in_epoch * o.batch_size
         sampler = EpochSampler(len(self.dataset), t.seed, self.epoch, start, self.rank, self.world, self.local_batch)
         return DataLoader(self.dataset, batch_size=self.local_batch, sampler=sampler, drop_last=True,
                           num_workers=t.num_workers, pin_memory=self.device.type == "cuda", collate_fn=collate,

@@ -70,9 +70,19 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
                                f"(its features must be finite)", out[name])
         return out
 
-    @abc.abstractmethod
+    def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Per-image outputs (one row per image: embeddings, frozen features) that ``objective`` turns into the
+        loss. Methods that split this way get exact gradient accumulation (``optim.accumulate``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not split into encode/objective")
+
+    def objective(self, rows: dict[str, torch.Tensor], batch: Batch,
+                  progress: float) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
+        """The loss of the whole (local) batch from ``encode``'s rows; batch statistics live here."""
+        raise NotImplementedError(f"{type(self).__name__} does not split into encode/objective")
+
     def training_step(self, batch: Batch, progress: float) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
-        """The total loss and its named terms for one batch."""
+        """The total loss and its named terms for one batch (by default ``objective(encode(batch))``)."""
+        return self.objective(self.encode(batch), batch, progress)
 
     def forward(self, batch: Batch, progress: float):
         """``training_step``: forward is what DistributedDataParallel wraps."""

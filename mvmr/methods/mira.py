@@ -76,16 +76,24 @@ class MIRA(Method):
         beta = cosine_schedule(self.cfg.beta[0], self.cfg.beta[1], progress)
         return ASSIGNERS[self.cfg.assigner](logits, self.cfg, beta)
 
-    def training_step(self, batch: Batch, progress: float):
+    def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
         view1, view2 = batch.views[:2]
-        z1, z2 = self.student(view1), self.student(view2)
+        rows = {"z1": self.student(view1), "z2": self.student(view2)}
         with torch.no_grad():
-            targets = [self.assign(self.cluster_logits(self.teacher(v)), progress) for v in (view1, view2)]
+            rows.update(teacher1=self.cluster_logits(self.teacher(view1)),
+                        teacher2=self.cluster_logits(self.teacher(view2)))
+        rows.update({f"provider/{n}": f for n, f in self.provider_features(batch.original, batch.index).items()})
+        return rows
+
+    def objective(self, rows: dict[str, torch.Tensor], batch: Batch, progress: float):
+        z1, z2 = rows["z1"], rows["z2"]
+        with torch.no_grad():  # the assignment's marginals are global-batch statistics (all-reduced)
+            targets = [self.assign(rows["teacher1"], progress), self.assign(rows["teacher2"], progress)]
         logits = [self.cluster_logits(z1), self.cluster_logits(z2)]
         terms = {"swapped_ce": swapped_cross_entropy(targets, logits, self.cfg.tau_student)}
         terms.update(self.diagnostics(logits, targets, z1))
         # The cross-entropy is a per-sample mean (DDP's gradient average makes it global); dCor needs the global batch.
-        features = self.provider_features(batch.original, batch.index)
+        features = {k[len("provider/"):]: v for k, v in rows.items() if k.startswith("provider/")}
         z1_all = gather_with_grad(z1) if features else z1
         for name, feats in features.items():
             terms[f"dcor/{name}"] = 1.0 - distance_correlation(z1_all, gather_with_grad(feats), self.estimator)

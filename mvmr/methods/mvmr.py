@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Literal
 
+import torch
 from torch import nn
 
 from ..config import Recipe, Section
@@ -39,7 +40,7 @@ class MVMR(Method):
         super().__init__(recipe)
         s, loss = recipe.student, self.config
         self.student = Student.from_config(s)
-        self.objective = MVMRObjective(mse=loss.mse, variance=loss.variance, dcor_views=loss.dcor_views,
+        self.mvmr_terms = MVMRObjective(mse=loss.mse, variance=loss.variance, dcor_views=loss.dcor_views,
                                        std_margin=loss.std_margin, estimator=loss.dcor_estimator)
         size = recipe.data.image_size
         heads, self.terms = [], {}
@@ -52,21 +53,26 @@ class MVMR(Method):
             heads.append(cls(student_dim, self.providers[name].output_dim(size, size), **params))
             self.terms[name] = f"{cfg.objective}/{name}"
         self.heads = nn.ModuleList(heads)  # in recipe order; learned parts (predictors, queues) are checkpointed
-        self.weights = {**self.objective.weights, **{self.terms[n]: c.weight for n, c in recipe.providers.items()}}
+        self.weights = {**self.mvmr_terms.weights, **{self.terms[n]: c.weight for n, c in recipe.providers.items()}}
 
-    def training_step(self, batch: Batch, progress: float):
-        # Every term is a statistic of the global batch: gather across processes (a no-op in one process).
+    def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
         h, h_aug = self.student.embed(batch.original), self.student.embed(batch.views[0])
-        z, z_aug = self.student.projector(h), self.student.projector(h_aug)
-        student = {("original", "backbone"): h, ("original", "projector"): z,
-                   ("augmented", "backbone"): h_aug, ("augmented", "projector"): z_aug}
-        student = {k: gather_with_grad(v) for k, v in student.items()}
-        terms = self.objective.view_terms(student["augmented", "projector"], student["original", "projector"])
+        rows = {"original/backbone": h, "original/projector": self.student.projector(h),
+                "augmented/backbone": h_aug, "augmented/projector": self.student.projector(h_aug)}
         cfgs = self.recipe.providers
         on_augmented = [n for n, c in cfgs.items() if c.view == "augmented"]
         features = self.provider_features(batch.original, batch.index, [n for n in cfgs if n not in on_augmented])
         features.update(self.provider_features(batch.views[0], None, on_augmented))
-        for head, (name, cfg) in zip(self.heads, cfgs.items()):
-            s = student["original" if cfg.view == "original" else "augmented", cfg.on]
-            terms[self.terms[name]] = head(s, gather_with_grad(features[name]))
+        rows.update({f"provider/{n}": f for n, f in features.items()})
+        return rows
+
+    def objective(self, rows: dict[str, torch.Tensor], batch: Batch, progress: float):
+        # Every term is a statistic of the global batch: gather across processes (a no-op in one process).
+        pairs = {name: (f"{'original' if c.view == 'original' else 'augmented'}/{c.on}", f"provider/{name}")
+                 for name, c in self.recipe.providers.items()}
+        used = {"augmented/projector", "original/projector"} | {k for pair in pairs.values() for k in pair}
+        rows = {k: gather_with_grad(v) for k, v in rows.items() if k in used}
+        terms = self.mvmr_terms.view_terms(rows["augmented/projector"], rows["original/projector"])
+        for head, (name, (student, teacher)) in zip(self.heads, pairs.items()):
+            terms[self.terms[name]] = head(rows[student], rows[teacher])
         return weighted_total(terms, self.weights), terms
