@@ -71,6 +71,8 @@ class ProviderConfig(Section):
 class OptimConfig(Section):
     name: Literal["adam", "adamw", "sgd", "lars"] = "adam"
     lr: float = Field(1e-4, gt=0)
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field(
+        "none", description="linear: lr × batch_size / 256 (MIRA, SwAV); sqrt: lr × sqrt(batch_size) / 4")
     weight_decay: float = Field(1e-6, ge=0)
     momentum: float = 0.9
     batch_size: int = Field(256, ge=2)

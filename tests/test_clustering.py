@@ -145,3 +145,16 @@ def test_collapse_is_visible_while_training(tmp_path, capsys):
     warnings = [line for line in err.splitlines() if line.startswith("warning: step")]
     assert all(e >= 0.95 * math.log(50) for e in entropy)
     assert len(warnings) == 1 and warnings[0].startswith("warning: step 5:") and "predictions are uniform" in warnings[0]
+
+
+def test_prototypes_are_frozen_for_the_first_epoch():
+    from mvmr.config import build_recipe
+    from mvmr.methods import build_method
+
+    method = build_method(build_recipe({"method": "mira", "student": {"backbone": "resnet18", "projector": "32"},
+                                        "mira": {"prototypes": 10, "freeze_prototypes_epochs": 1},
+                                        "optim": {"epochs": 4}}))
+    for progress, frozen in [(0.0, True), (0.24, True), (0.25, False), (0.9, False)]:
+        method.prototypes.grad = torch.ones_like(method.prototypes)
+        method.before_optimizer_step(progress)
+        assert (method.prototypes.grad is None) == frozen, progress

@@ -152,3 +152,15 @@ def test_lr_schedule_warmup_then_cosine():
     assert lrs[9] == 1.0 and lrs[0] == 0.1 and all(a <= b for a, b in zip(lrs[:10], lrs[1:10]))
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 0.01
     assert abs(lr_at(55, 100, 10, 1.0) - 0.5) < 1e-12  # half-way through the cosine
+
+
+def test_linear_and_sqrt_learning_rate_scaling():
+    from mvmr.config import build_recipe
+    from mvmr.engine.optim import scaled_lr
+
+    def lr(**optim):
+        return scaled_lr(build_recipe({"optim": optim}).optim)
+
+    assert lr(lr=0.3, batch_size=4096, lr_scaling="linear") == pytest.approx(4.8)  # the official MIRA ImageNet lr
+    assert lr(lr=0.3, batch_size=256, lr_scaling="sqrt") == pytest.approx(1.2)
+    assert lr(lr=0.3, batch_size=4096) == 0.3

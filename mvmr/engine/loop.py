@@ -94,9 +94,10 @@ def _loop(run: Run, callbacks: Sequence[Callback], stop: StopSignals, loss_messa
             loss, terms = _forward_backward(run, batch)
             run.monitor.watch(loss_message, loss, terms)  # before the update: a NaN never reaches the weights
             images += len(batch) * run.world
-            lr = optim.lr_at(run.step, run.total_steps, run.warmup_steps, o.lr)
+            lr = optim.lr_at(run.step, run.total_steps, run.warmup_steps, optim.scaled_lr(o))
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
+            run.method.before_optimizer_step(run.progress)
             run.scaler.step(run.optimizer)
             run.scaler.update()
             run.optimizer.zero_grad(set_to_none=True)

@@ -51,6 +51,12 @@ def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def scaled_lr(cfg) -> float:
+    """``optim.lr`` after ``optim.lr_scaling`` for the global batch (the official MIRA code scales linearly)."""
+    factor = {"none": 1.0, "linear": cfg.batch_size / 256, "sqrt": math.sqrt(cfg.batch_size) / 4}[cfg.lr_scaling]
+    return cfg.lr * factor
+
+
 def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
     """adam | adamw | sgd | lars through timm's optimizer factory, over the trainable parameters in two groups:
     biases and norm weights (1-D tensors) without weight decay, the rest with it (as VICReg, DINO, MIRA do);
@@ -58,5 +64,5 @@ def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
     from timm.optim import create_optimizer_v2
 
     kwargs: dict[str, Any] = {"momentum": cfg.momentum} if cfg.name in ("sgd", "lars") else {}
-    return create_optimizer_v2(model, opt=cfg.name, lr=cfg.lr, weight_decay=cfg.weight_decay,
+    return create_optimizer_v2(model, opt=cfg.name, lr=scaled_lr(cfg), weight_decay=cfg.weight_decay,
                                filter_bias_and_bn=True, **kwargs)

@@ -88,6 +88,9 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         """``training_step``: forward is what DistributedDataParallel wraps."""
         return self.training_step(batch, progress)
 
+    def before_optimizer_step(self, progress: float) -> None:
+        """Hook between backward and the update (gradients are global): e.g. drop the gradients of frozen parts."""
+
     def after_optimizer_step(self, progress: float) -> None:
         """Hook for EMA updates and the like."""
 

@@ -42,6 +42,7 @@ class MiraConfig(Section):
     sinkhorn_eps: float = Field(0.05, gt=0)
     sinkhorn_iters: int = Field(3, ge=1)
     ema: tuple[float, float] = (0.99, 1.0)
+    freeze_prototypes_epochs: float = Field(1, ge=0, description="prototypes get no update for this many epochs")
     dcor_estimator: Literal["biased", "unbiased"] = "biased"  # for hybrid dCor terms to the providers
 
 
@@ -124,6 +125,11 @@ class MIRA(Method):
                     f"orthogonal to random prototypes at small batch and short schedules (try fewer prototypes, "
                     f"a lower mira.tau_teacher, or hybrid dCor providers)")
         return None
+
+    def before_optimizer_step(self, progress: float) -> None:
+        """The official code's frozen head: no prototype update during the first freeze_prototypes_epochs."""
+        if progress * self.recipe.optim.epochs < self.cfg.freeze_prototypes_epochs:
+            self.prototypes.grad = None
 
     @torch.no_grad()
     def after_optimizer_step(self, progress: float) -> None:
