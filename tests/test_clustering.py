@@ -158,3 +158,29 @@ def test_prototypes_are_frozen_for_the_first_epoch():
         method.prototypes.grad = torch.ones_like(method.prototypes)
         method.before_optimizer_step(progress)
         assert (method.prototypes.grad is None) == frozen, progress
+
+
+def test_official_asymmetric_views_and_multi_crop_train():
+    from mvmr.config import build_recipe
+    from mvmr.data import Batch
+    from mvmr.methods import build_method
+    from mvmr.methods.mira import MIRA
+
+    recipe = build_recipe({"method": "mira", "student": {"backbone": "resnet18", "projector": "32"},
+                           "data": {"image_size": 32}, "mira": {"prototypes": 10, "local_crops": 3}})
+    specs = MIRA.view_specs(recipe)
+    assert [size for size, _ in specs] == [32, 32, 14, 14, 14]
+    assert (specs[0][1].blur_p, specs[0][1].solarize_p, specs[1][1].blur_p, specs[1][1].solarize_p) == (1.0, 0, 0.1, 0.2)
+    assert specs[2][1].crop_scale == (0.05, 0.14)
+    method = build_method(recipe)
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(torch.rand(8, 3, 32, 32, generator=g),
+                  [torch.rand(8, 3, s, s, generator=g) for s, _ in specs], None, torch.arange(8))
+    loss, terms = method.training_step(batch, 0.0)
+    loss.backward()
+    # 2 targets × the 4 other views each: the locals are predicted from both global views' targets
+    logits = [method.cluster_logits(method.student(v)) for v in batch.views]
+    with torch.no_grad():
+        targets = [method.assign(method.cluster_logits(method.teacher(v)), 0.0) for v in batch.views[:2]]
+    expected = swapped_cross_entropy(targets, logits, 0.1)
+    assert torch.allclose(terms["swapped_ce"], expected, atol=1e-5) and method.student.projector[0].weight.grad is not None

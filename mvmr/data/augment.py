@@ -27,6 +27,7 @@ class AugmentSpec:
     gray_p: float = 0.2
     blur_p: float = 1.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
+    solarize_p: float = 0.0  # BYOL/MIRA: invert the pixels at or above 0.5 (PIL's ImageOps.solarize at 128)
 
 
 def _uniform(lo: float, hi: float, g: Optional[torch.Generator]) -> float:
@@ -82,6 +83,8 @@ class PaperAugment:
         if _coin(s.blur_p, g) and self.blur_kernel > 1:
             sigma = _uniform(s.blur_sigma[0], s.blur_sigma[1], g)
             img = TF.gaussian_blur(img, [self.blur_kernel, self.blur_kernel], [sigma, sigma])
+        if s.solarize_p > 0 and _coin(s.solarize_p, g):
+            img = torch.where(img >= 0.5, 1.0 - img, img)
         return img.clamp(0.0, 1.0)
 
     def _jitter(self, img: torch.Tensor, g: Optional[torch.Generator]) -> torch.Tensor:

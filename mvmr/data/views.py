@@ -71,12 +71,15 @@ def original_view(img: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class Views(Dataset):
-    """(original view, (augmented view × ``n_views``), label, index) for pretraining; batch with :func:`collate`."""
+    """(original view, augmented views, label, index) for pretraining; batch with :func:`collate`. The views are
+    ``n_views`` draws of ``spec`` at ``size``, or one per (size, spec) of ``specs`` (asymmetric views, multi-crop)."""
 
     def __init__(self, base: Dataset, size: int, spec: AugmentSpec, seed: Optional[int] = None,
-                 n_views: int = 1) -> None:
-        self.base, self.size, self.seed, self.epoch, self.n_views = base, size, seed, 0, n_views
-        self.augment = PaperAugment(size, spec)
+                 n_views: int = 1, specs: Optional[list[tuple[int, AugmentSpec]]] = None) -> None:
+        self.base, self.size, self.seed, self.epoch = base, size, seed, 0
+        specs = specs if specs is not None else [(size, spec)] * n_views
+        self.n_views = len(specs)
+        self.augments = [PaperAugment(s, sp) for s, sp in specs]
 
     def __len__(self) -> int:
         return len(self.base)
@@ -87,7 +90,7 @@ class Views(Dataset):
         g = None
         if self.seed is not None:
             g = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + i) % 2**63)
-        views = tuple(self.augment(img, g) for _ in range(self.n_views))
+        views = tuple(augment(img, g) for augment in self.augments)
         return original_view(img, self.size), views, label, i
 
 

@@ -79,7 +79,7 @@ class Run:
         # data → views
         base = build_dataset(recipe.data, "ssl")
         self.dataset = Views(base, recipe.data.image_size, augment_spec(recipe.data), seed=t.seed,
-                             n_views=methods.get(recipe.method).views)
+                             specs=methods.get(recipe.method).view_specs(recipe))
         if o.batch_size % self.world:
             raise ConfigError(f"optim.batch_size={o.batch_size} (the global batch) must divide among {self.world} processes")
         self.local_batch = o.batch_size // self.world

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from ..config import Recipe, Section
-from ..data import Batch
+from ..data import AugmentSpec, Batch, augment_spec
 from ..errors import ConfigError
 from ..guards import FiniteMonitor
 from ..registry import build_providers, methods
@@ -69,6 +69,12 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
             self.monitor.watch(f"provider '{name}' returned NaN or Inf features at step {{step}}; fix the provider "
                                f"(its features must be finite)", out[name])
         return out
+
+    @classmethod
+    def view_specs(cls, recipe: Recipe) -> list[tuple[int, AugmentSpec]]:
+        """(size, augmentation) of each augmented view the data must provide: ``views`` draws of the recipe's
+        ``data.augment`` by default; a method overrides it for asymmetric views or multi-crop."""
+        return [(recipe.data.image_size, augment_spec(recipe.data))] * cls.views
 
     def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Per-image outputs (one row per image: embeddings, frozen features) that ``objective`` turns into the

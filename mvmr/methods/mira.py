@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import replace
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from typing import Literal, Optional
-
 from ..config import Recipe, Section
-from ..data import Batch
+from ..data import AugmentSpec, Batch, augment_spec
 from ..distributed import gather_with_grad, is_distributed
 from ..losses import distance_correlation, mira_assign, sinkhorn_assign, swapped_cross_entropy, weighted_total
 from ..models import Student
@@ -42,6 +42,10 @@ class MiraConfig(Section):
     sinkhorn_eps: float = Field(0.05, gt=0)
     sinkhorn_iters: int = Field(3, ge=1)
     ema: tuple[float, float] = (0.99, 1.0)
+    views: Literal["official", "recipe"] = Field(
+        "official", description="official: MIRA's asymmetric global views; recipe: data.augment for both")
+    local_crops: int = Field(0, ge=0, description="multi-crop: small crops predicting both global views' targets")
+    local_size: Optional[int] = Field(None, ge=8, description="side of the local crops; default image_size·96/224")
     freeze_prototypes_epochs: float = Field(1, ge=0, description="prototypes get no update for this many epochs")
     dcor_estimator: Literal["biased", "unbiased"] = "biased"  # for hybrid dCor terms to the providers
 
@@ -55,7 +59,7 @@ def cosine_schedule(start: float, end: float, progress: float) -> float:
 class MIRA(Method):
     """Student + weight-normalised prototypes (gain fixed to 1) + EMA teacher sharing the prototypes."""
 
-    views = 2
+    views = 2  # global views; multi-crop adds mira.local_crops small ones
     section = "mira"
     Config = MiraConfig
     default_projector = "2048-2048-256"
@@ -77,9 +81,26 @@ class MIRA(Method):
         beta = cosine_schedule(self.cfg.beta[0], self.cfg.beta[1], progress)
         return ASSIGNERS[self.cfg.assigner](logits, self.cfg, beta)
 
+    @classmethod
+    def view_specs(cls, recipe: Recipe) -> list[tuple[int, AugmentSpec]]:
+        """Two global views and ``local_crops`` local ones. ``official`` follows the MIRA code's DINO-style
+        transform: crop scale (0.14, 1), ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8, grayscale 0.2, blur p 1.0 on the
+        first view and 0.1 + solarize 0.2 on the second; local crops at scale (0.05, 0.14) with blur 0.5."""
+        cfg, size = recipe.mira, recipe.data.image_size
+        if cfg.views == "official":
+            common = dict(crop_scale=(0.14, 1.0), jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, gray_p=0.2)
+            first, second = AugmentSpec(**common, blur_p=1.0), AugmentSpec(**common, blur_p=0.1, solarize_p=0.2)
+            local = AugmentSpec(**{**common, "crop_scale": (0.05, 0.14)}, blur_p=0.5)
+        else:
+            first = second = augment_spec(recipe.data)
+            local = replace(first, crop_scale=(0.05, 0.14))
+        local_size = cfg.local_size or max(8, round(size * 96 / 224))
+        return [(size, first), (size, second)] + [(local_size, local)] * cfg.local_crops
+
     def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
         view1, view2 = batch.views[:2]
         rows = {"z1": self.student(view1), "z2": self.student(view2)}
+        rows.update({f"local{i}": self.student(v) for i, v in enumerate(batch.views[2:])})
         with torch.no_grad():
             rows.update(teacher1=self.cluster_logits(self.teacher(view1)),
                         teacher2=self.cluster_logits(self.teacher(view2)))
@@ -90,9 +111,11 @@ class MIRA(Method):
         z1, z2 = rows["z1"], rows["z2"]
         with torch.no_grad():  # the assignment's marginals are global-batch statistics (all-reduced)
             targets = [self.assign(rows["teacher1"], progress), self.assign(rows["teacher2"], progress)]
-        logits = [self.cluster_logits(z1), self.cluster_logits(z2)]
+        locals_ = [rows[f"local{i}"] for i in range(self.cfg.local_crops)]
+        logits = [self.cluster_logits(z) for z in (z1, z2, *locals_)]
+        # each global view's targets supervise every other view, the local crops included (multi-crop)
         terms = {"swapped_ce": swapped_cross_entropy(targets, logits, self.cfg.tau_student)}
-        terms.update(self.diagnostics(logits, targets, z1))
+        terms.update(self.diagnostics(logits[:2], targets, z1))
         # The cross-entropy is a per-sample mean (DDP's gradient average makes it global); dCor needs the global batch.
         features = {k[len("provider/"):]: v for k, v in rows.items() if k.startswith("provider/")}
         z1_all = gather_with_grad(z1) if features else z1
