@@ -133,7 +133,7 @@ def teacher_term(path: Path, **how) -> dict:
 
 def variants(path: Path) -> dict[str, dict]:
     """name -> recipe changes; every run has the same student, batch, epochs and optimiser."""
-    solo = lambda objective, **kw: {"providers": teacher_term(path, objective=objective, view="augmented", on="backbone", **kw),  # noqa: E731
+    solo = lambda objective, **kw: {"providers": teacher_term(path, objective=objective, view="augmented", representation="backbone", **kw),  # noqa: E731
                                     "loss": NO_VIEW_TERMS, "augment": LIGHT}
     return {
         "no_teacher": {"providers": HAND, "loss": {}, "augment": None},

@@ -56,7 +56,8 @@ class StudentConfig(Section):
 
 class ProviderConfig(Section):
     """One representation the student is tied to. ``objective`` (registered in mvmr.registry.objectives: dcor,
-    cosine, mse, rkd, sp, seed) compares the student's ``on`` (projector output or backbone features) of ``view``
+    cosine, mse, rkd, sp, seed) compares the student's ``representation`` (projector output or backbone features)
+    of ``view``
     with the provider's features: ``cross`` = the student's augmented view against the provider on the original
     view (the MV-MR paper), ``original`` = both on the original view, ``augmented`` = both on the augmented view."""
 
@@ -65,7 +66,7 @@ class ProviderConfig(Section):
     objective: str = "dcor"
     objective_params: dict[str, Any] = {}
     view: Literal["cross", "original", "augmented"] = "cross"
-    on: Literal["projector", "backbone"] = "projector"
+    representation: Literal["projector", "backbone"] = "projector"
 
 
 class OptimConfig(Section):

@@ -11,7 +11,8 @@ from mvmr.methods import build_method
 TREES = {
     "mvmr": {"method": "mvmr", "student": {"backbone": "resnet18", "projector": "64-32"}, "data": {"image_size": 16},
              "providers": {"pixels": {"weight": 1.0},
-                           "lsd": {"weight": 0.5, "objective": "cosine", "view": "augmented", "on": "backbone"}},
+                           "lsd": {"weight": 0.5, "objective": "cosine", "view": "augmented",
+                                   "representation": "backbone"}},
              "loss": {"dcor_estimator": "unbiased"}},
     "mira": {"method": "mira", "student": {"backbone": "resnet18", "projector": "64-32"}, "data": {"image_size": 16},
              "mira": {"prototypes": 40}, "providers": {"pixels": {"weight": 0.5}}},

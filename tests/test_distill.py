@@ -64,3 +64,19 @@ def test_student_checkpoint_as_teacher_and_cache_build(tmp_path):
                                      "--set", f"trainer.cache_dir={tmp_path / 'c2'}", "--set", "trainer.num_workers=0"])
     assert built.exit_code == 0, built.output
     assert built.output.count("complete") == 3
+
+
+def test_cifar10_distill_recipe_on_npz_with_a_classifier_teacher(tmp_path, npz_path):
+    """The shipped CIFAR recipe, by name, with a full classifier checkpoint as the teacher (head dropped)."""
+    import torchvision
+
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "teacher.pt")
+    args = ["distill", "--teacher", "torchvision:resnet18", "cifar10_distill", "--teacher-weights",
+            str(tmp_path / "teacher.pt"), "--out", str(tmp_path / "run")]
+    for o in [f"data.root={npz_path}", "optim.batch_size=8", "trainer.max_steps=2", "trainer.num_workers=0",
+              "trainer.progress=false", "eval.knn_every=0", f"trainer.cache_dir={tmp_path / 'cache'}"]:
+        args += ["--set", o]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert "cosine/torchvision:resnet18" in [r for r in records if "loss" in r][-1]

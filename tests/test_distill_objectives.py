@@ -99,7 +99,7 @@ def test_every_registered_objective_trains_in_the_method_per_provider():
                   torch.arange(8))
     for name in objectives.names():
         for view, on in [("cross", "projector"), ("original", "backbone"), ("augmented", "backbone")]:
-            tree["providers"] = {"pixels": {"weight": 1.0, "objective": name, "view": view, "on": on}}
+            tree["providers"] = {"pixels": {"weight": 1.0, "objective": name, "view": view, "representation": on}}
             method = build_method(build_recipe(tree))
             loss, terms = method.training_step(batch, 0.0)
             assert set(terms) == {f"{name}/pixels"} and torch.isfinite(loss)

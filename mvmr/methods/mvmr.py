@@ -49,7 +49,7 @@ class MVMR(Method):
             params = dict(cfg.objective_params)
             if "estimator" in inspect.signature(cls).parameters:
                 params.setdefault("estimator", loss.dcor_estimator)
-            student_dim = self.student.feature_dim if cfg.on == "backbone" else self.student.out_dim
+            student_dim = self.student.feature_dim if cfg.representation == "backbone" else self.student.out_dim
             heads.append(cls(student_dim, self.providers[name].output_dim(size, size), **params))
             self.terms[name] = f"{cfg.objective}/{name}"
         self.heads = nn.ModuleList(heads)  # in recipe order; learned parts (predictors, queues) are checkpointed
@@ -68,7 +68,7 @@ class MVMR(Method):
 
     def objective(self, rows: dict[str, torch.Tensor], batch: Batch, progress: float):
         # Every term is a statistic of the global batch: gather across processes (a no-op in one process).
-        pairs = {name: (f"{'original' if c.view == 'original' else 'augmented'}/{c.on}", f"provider/{name}")
+        pairs = {name: (f"{'original' if c.view == 'original' else 'augmented'}/{c.representation}", f"provider/{name}")
                  for name, c in self.recipe.providers.items()}
         used = {"augmented/projector", "original/projector"} | {k for pair in pairs.values() for k in pair}
         rows = {k: gather_with_grad(v) for k, v in rows.items() if k in used}
