@@ -120,7 +120,9 @@ def plain_baseline(data, teacher_path: Path, seed: int) -> float:
     return knn_of(lambda b: student(norm(b)), data)
 
 
-LIGHT = {"crop_scale": [0.6, 1.0], "jitter_p": 0.0, "gray_p": 0.0, "blur_p": 0.0}  # ~ pad-crop + flip
+LIGHT = {"crop_scale": [0.6, 1.0], "jitter_p": 0.0, "gray_p": 0.0, "blur_p": 0.0}  # resized crop + flip
+PAD = {"crop": "pad", "pad": 4, "jitter_p": 0.0, "gray_p": 0.0, "blur_p": 0.0}  # the baseline's pad-4 crop + flip
+NO_ZERO_INIT = {"zero_init_residual": False}
 HAND = {"pixels": {"weight": 1.0}, "lsd": {"weight": 1.0},
         "hog": {"weight": 1.0, "params": {"orientations": 12, "pixels_per_cell": 8, "cells_per_block": 2}}}
 NO_VIEW_TERMS = {"mse": 0.0, "variance": 0.0, "dcor_views": 0.0}
@@ -133,8 +135,10 @@ def teacher_term(path: Path, **how) -> dict:
 
 def variants(path: Path) -> dict[str, dict]:
     """name -> recipe changes; every run has the same student, batch, epochs and optimiser."""
-    solo = lambda objective, **kw: {"providers": teacher_term(path, objective=objective, view="augmented", representation="backbone", **kw),  # noqa: E731
-                                    "loss": NO_VIEW_TERMS, "augment": LIGHT}
+    def solo(objective, augment=LIGHT, student=None, view="augmented", **kw):
+        return {"providers": teacher_term(path, objective=objective, view=view, representation="backbone", **kw),
+                "loss": NO_VIEW_TERMS, "augment": augment, "student": student or {}}
+
     return {
         "no_teacher": {"providers": HAND, "loss": {}, "augment": None},
         "dcor_paper": {"providers": teacher_term(path), "loss": {}, "augment": None},  # today's mvmr distill
@@ -145,12 +149,19 @@ def variants(path: Path) -> dict[str, dict]:
         "rkd": solo("rkd"),
         "sp": solo("sp"),
         "seed": solo("seed"),
+        # where the term attaches and how the student starts (second round)
+        "cosine_pad": solo("cosine", PAD),
+        "cosine_pad_nozi": solo("cosine", PAD, NO_ZERO_INIT),
+        "cosine_original": solo("cosine", view="original"),
+        "dcor_pad_nozi": solo("dcor", PAD, NO_ZERO_INIT),
+        "rkd_pad_nozi": solo("rkd", PAD, NO_ZERO_INIT),
     }
 
 
 def run_mvmr(name: str, change: dict, seed: int) -> dict:
     tree = {"method": "mvmr", "data": {"name": "npz", "root": str(NPZ), "image_size": 32},
-            "student": {"backbone": "resnet18", "projector": "512-512"}, "providers": change["providers"],
+            "student": {"backbone": "resnet18", "projector": "512-512", **change.get("student", {})},
+            "providers": change["providers"],
             "loss": change["loss"],
             "optim": {"name": "adam", "lr": 1e-3, "batch_size": BATCH, "epochs": EPOCHS, "warmup_epochs": 0.5},
             "trainer": {"precision": "fp32", "num_workers": 1, "progress": False, "log_every": 50, "seed": seed},

@@ -26,6 +26,8 @@ class Section(BaseModel):
 
 
 class AugmentConfig(Section):
+    crop: Literal["resized", "pad"] = "resized"  # pad: the CIFAR crop (reflect-pad by `pad`, random crop)
+    pad: int = Field(4, ge=0)
     crop_scale: tuple[float, float] = (0.08, 1.0)
     flip_p: float = 0.5
     jitter: tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2)

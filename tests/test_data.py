@@ -60,3 +60,16 @@ def test_missing_data_says_where_and_how(tmp_path, name, expected):
     root = tmp_path / "nothing.npz" if name == "npz" else tmp_path
     with pytest.raises(DataError, match=f"{name}: no data at .*{expected}.*data.download=true"):
         build_dataset(DataConfig(name=name, root=str(root)), "train")
+
+
+def test_pad_crop_shifts_without_rescaling():
+    from mvmr.data import AugmentSpec, PaperAugment
+
+    img = torch.rand(3, 32, 32)
+    aug = PaperAugment(32, AugmentSpec(crop="pad", pad=4, flip_p=0.0, jitter_p=0.0, gray_p=0.0, blur_p=0.0))
+    g = torch.Generator().manual_seed(0)
+    padded = torch.nn.functional.pad(img[None], [4] * 4, mode="reflect")[0]
+    for _ in range(5):
+        out = aug(img, g)
+        assert out.shape == (3, 32, 32)
+        assert any(torch.equal(out, padded[:, t:t + 32, s:s + 32]) for t in range(9) for s in range(9))

@@ -19,6 +19,8 @@ class AugmentSpec:
     "custom"): RandomResizedCrop(size) with torchvision's scale and ratio, flip 0.5, ColorJitter(0.8, 0.8, 0.8, 0.2)
     with p 0.8, grayscale 0.2, and GaussianBlur(2·int(0.05·size)+1, σ ∈ [0.1, 2]) always applied."""
 
+    crop: str = "resized"  # resized: RandomResizedCrop; pad: the CIFAR crop (pad, then a random size×size crop)
+    pad: int = 4
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip_p: float = 0.5
@@ -72,8 +74,15 @@ class PaperAugment:
 
     def __call__(self, img: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         s, g = self.spec, generator
-        top, left, h, w = crop_box(img.shape[-2], img.shape[-1], s.crop_scale, s.crop_ratio, g)
-        img = TF.resized_crop(img, top, left, h, w, [self.size, self.size], antialias=True)
+        if s.crop == "pad":
+            if img.shape[-2:] != (self.size, self.size):
+                img = TF.center_crop(TF.resize(img, self.size, antialias=True), [self.size, self.size])
+            padded = torch.nn.functional.pad(img[None], [s.pad] * 4, mode="reflect")[0]
+            top, left = (int(torch.randint(0, 2 * s.pad + 1, (), generator=g)) for _ in range(2))
+            img = padded[:, top:top + self.size, left:left + self.size]
+        else:
+            top, left, h, w = crop_box(img.shape[-2], img.shape[-1], s.crop_scale, s.crop_ratio, g)
+            img = TF.resized_crop(img, top, left, h, w, [self.size, self.size], antialias=True)
         if _coin(s.flip_p, g):
             img = TF.horizontal_flip(img)
         if _coin(s.jitter_p, g):
