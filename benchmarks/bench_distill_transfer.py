@@ -155,6 +155,10 @@ def variants(path: Path) -> dict[str, dict]:
         "cosine_original": solo("cosine", view="original"),
         "dcor_pad_nozi": solo("dcor", PAD, NO_ZERO_INIT),
         "rkd_pad_nozi": solo("rkd", PAD, NO_ZERO_INIT),
+        "mse_pad_nozi": solo("mse", PAD, NO_ZERO_INIT),
+        "seed_pad_nozi": solo("seed", PAD, NO_ZERO_INIT),
+        "mse_cross_pad_nozi": solo("mse", PAD, NO_ZERO_INIT, view="cross"),
+        "mse_pad_nozi_lr2e-3": {**solo("mse", PAD, NO_ZERO_INIT), "optim": {"lr": 2e-3}},
     }
 
 
@@ -163,7 +167,8 @@ def run_mvmr(name: str, change: dict, seed: int) -> dict:
             "student": {"backbone": "resnet18", "projector": "512-512", **change.get("student", {})},
             "providers": change["providers"],
             "loss": change["loss"],
-            "optim": {"name": "adam", "lr": 1e-3, "batch_size": BATCH, "epochs": EPOCHS, "warmup_epochs": 0.5},
+            "optim": {"name": "adam", "lr": 1e-3, "batch_size": BATCH, "epochs": EPOCHS, "warmup_epochs": 0.5,
+                      **change.get("optim", {})},
             "trainer": {"precision": "fp32", "num_workers": 1, "progress": False, "log_every": 50, "seed": seed},
             "eval": {"knn_every": EPOCHS}}
     if change["augment"]:

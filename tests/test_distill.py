@@ -79,4 +79,4 @@ def test_cifar10_distill_recipe_on_npz_with_a_classifier_teacher(tmp_path, npz_p
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert "cosine/torchvision:resnet18" in [r for r in records if "loss" in r][-1]
+    assert "mse/torchvision:resnet18" in [r for r in records if "loss" in r][-1]
