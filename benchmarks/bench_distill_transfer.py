@@ -91,7 +91,7 @@ def teacher(data) -> Path:
     return path
 
 
-def plain_baseline(data, teacher_path: Path, seed: int) -> float:
+def plain_baseline(data, teacher_path: Path, seed: int, lr: float = 1e-3) -> float:
     """The ~30-line loop the issue measured: cosine regression through a 2-layer predictor, one shared view."""
     x = data[0]
     t_model, norm = resnet18()
@@ -103,8 +103,8 @@ def plain_baseline(data, teacher_path: Path, seed: int) -> float:
     student.fc = torch.nn.Identity()
     head = torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.BatchNorm1d(1024), torch.nn.ReLU(), torch.nn.Linear(1024, 512))
     params = list(student.parameters()) + list(head.parameters())
-    opt = torch.optim.Adam(params, lr=1e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=EPOCHS * (len(x) // BATCH))
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=EPOCHS * (len(x) // BATCH))
     for _ in range(EPOCHS):
         student.train()
         for idx in torch.randperm(len(x), generator=g)[: len(x) // BATCH * BATCH].split(BATCH):
@@ -190,8 +190,9 @@ if __name__ == "__main__":
     table = variants(path)
     for name in args or ["plain_baseline", *table]:
         started = time.perf_counter()
-        if name == "plain_baseline":
-            knn, init = plain_baseline(data, path, SEED), None
+        if name.startswith("plain_baseline"):
+            lr = float(name.split("_lr")[1]) if "_lr" in name else 1e-3
+            knn, init = plain_baseline(data, path, SEED, lr), None
         else:
             summary = run_mvmr(name, table[name], SEED)
             knn, init = summary["knn_top1"], summary.get("knn_top1_at_init")
