@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from common import emit
+from common import emit, pad_crop_flip
 from mvmr.config import build_recipe
 from mvmr.engine import pretrain
 from mvmr.eval import knn_classify
@@ -37,14 +37,6 @@ def arrays():
     as_float = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255  # noqa: E731
     return as_float(f["x_train"]), torch.from_numpy(f["y_train"]).long(), as_float(f["x_test"]), torch.from_numpy(f["y_test"]).long()
 
-
-def pad_crop_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
-    i, j = torch.randint(0, 9, (2, len(x)), generator=g)
-    out = torch.stack([padded[k, :, i[k]:i[k] + 32, j[k]:j[k] + 32] for k in range(len(x))])
-    flip = torch.rand(len(x), generator=g) < 0.5
-    out[flip] = out[flip].flip(-1)
-    return out
 
 
 def resnet18():

@@ -16,7 +16,7 @@ from mvmr.eval import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples" / "vicreg_plugin"))  # the plug-in, as if installed
-import mvmr_example.vicreg  # noqa: E402,F401  (registers the vicreg method)
+import mvmr_example.vicreg  # noqa: E402,F401  -- registers the vicreg method
 
 NPZ = ROOT.parent / "shared" / "data" / "cifar10-mini.npz"
 epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 4

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from common import emit
+from common import emit, pad_crop_flip
 import mvmr
 
 NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini.npz"
@@ -31,15 +31,6 @@ def load():
     return as_float(f["x_train"][keep]), torch.from_numpy(y[keep]).long(), as_float(f["x_test"]), torch.from_numpy(f["y_test"]).long()
 
 
-def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Pad-4 random crop and horizontal flip, per image."""
-    padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
-    i, j = torch.randint(0, 9, (2, len(x)), generator=g)
-    out = torch.stack([padded[k, :, i[k]:i[k] + 32, j[k]:j[k] + 32] for k in range(len(x))])
-    flip = torch.rand(len(x), generator=g) < 0.5
-    out[flip] = out[flip].flip(-1)
-    return out
-
 
 def train(weight: float, seed: int, data) -> float:
     x, y, xt, yt = data
@@ -55,7 +46,7 @@ def train(weight: float, seed: int, data) -> float:
     model.train()
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=g).split(125):
-            images = augment(x[idx], g)
+            images = pad_crop_flip(x[idx], g)
             features = backbone((images - mean) / std)
             loss = F.cross_entropy(model.fc(features), y[idx])
             if reg is not None:
