@@ -83,6 +83,10 @@ class Run:
         if o.batch_size % self.world:
             raise ConfigError(f"optim.batch_size={o.batch_size} (the global batch) must divide among {self.world} processes")
         self.local_batch = o.batch_size // self.world
+        method_cls = methods.get(recipe.method)
+        if o.accumulate > 1 and method_cls.encode is Method.encode:
+            raise ConfigError(f"optim.accumulate={o.accumulate}: method '{recipe.method}' does not split into "
+                              f"encode/objective, which exact accumulation needs; use optim.accumulate=1")
         if self.local_batch % o.accumulate:
             raise ConfigError(f"optim.batch_size={o.batch_size} gives {self.local_batch} images per process, which "
                               f"optim.accumulate={o.accumulate} does not split into equal micro-batches")
