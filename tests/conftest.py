@@ -73,3 +73,19 @@ def npz_path(tmp_path) -> Path:
     np.savez(path, x_train=g.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8), y_train=np.arange(24) % 4,
              x_test=g.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8), y_test=np.arange(8) % 4)
     return path
+
+
+@pytest.fixture
+def run_main(capsys):
+    """The real console entry point in process: run_main(*argv) -> (exit code, stdout, stderr)."""
+    from mvmr.cli import main
+
+    def run(*argv):
+        try:
+            main([str(a) for a in argv])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out = capsys.readouterr()
+        return code, out.out, out.err
+    return run

@@ -37,16 +37,6 @@ class Payload:
         return (Path.touch, (self.marker,))
 
 
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
             for p in sorted(root.rglob("*"))}
@@ -255,12 +245,12 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, world, capsys, monkeypatch):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, world, run_main, monkeypatch):
     argv, needles = CASES[case]
     monkeypatch.chdir(world / "cwd")
     monkeypatch.setenv("HOME", str(world / "home"))
     before = snapshot(world)
-    code, out, err = run_cli(capsys, *[a.replace("{w}", str(world)) for a in argv])
+    code, out, err = run_main(*[a.replace("{w}", str(world)) for a in argv])
     lines = err.strip().splitlines()
     assert code == 2, (code, out, err)
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -275,17 +265,17 @@ def test_catalogue_is_large():
     assert len(CASES) >= 60
 
 
-def test_cuda_asked_for_without_cuda(world, capsys, monkeypatch):
+def test_cuda_asked_for_without_cuda(world, run_main, monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     monkeypatch.chdir(world / "cwd")
     before = snapshot(world)
-    code, _, err = run_cli(capsys, *[a.replace("{w}", str(world)) for a in P("trainer.device=cuda")])
+    code, _, err = run_main(*[a.replace("{w}", str(world)) for a in P("trainer.device=cuda")])
     assert code == 2 and err.strip().count("\n") == 0 and "no CUDA device" in err
     assert snapshot(world) == before
 
 
-def test_corrupt_jpeg_is_skipped_with_one_warning_and_the_run_completes(tmp_path, capsys, monkeypatch):
+def test_corrupt_jpeg_is_skipped_with_one_warning_and_the_run_completes(tmp_path, run_main, monkeypatch):
     """Policy for an unreadable image (chosen over failing): report it once, substitute the next image, finish."""
     from PIL import Image
 
@@ -302,7 +292,7 @@ def test_corrupt_jpeg_is_skipped_with_one_warning_and_the_run_completes(tmp_path
               "optim": {**GOOD["optim"], "batch_size": 10},  # every image in every step
               "trainer": {**GOOD["trainer"], "cache_dir": str(tmp_path / "cache"), "max_steps": 2}}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
-    code, _, err = run_cli(capsys, "pretrain", tmp_path / "r.yaml", "--out", tmp_path / "run")
+    code, _, err = run_main("pretrain", tmp_path / "r.yaml", "--out", tmp_path / "run")
     assert code == 0, err
     warnings = [line for line in err.splitlines() if "2.JPEG" in line]
     assert len(warnings) == 1 and warnings[0].startswith("warning: skipping unreadable image")

@@ -7,7 +7,6 @@ import sys
 import pytest
 import yaml
 
-from mvmr.cli import main
 
 RECIPE = {
     "method": "mvmr", "data": {"name": "digits", "image_size": 16, "limit": 32},
@@ -19,16 +18,7 @@ RECIPE = {
 }
 
 
-def _cli(capsys, *argv):
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr()
-
-
-def test_report_draws_runs_and_tabulates_their_summaries(tmp_path, capsys):
+def test_report_draws_runs_and_tabulates_their_summaries(tmp_path, run_main):
     pytest.importorskip("matplotlib")
     from PIL import Image
 
@@ -37,18 +27,18 @@ def test_report_draws_runs_and_tabulates_their_summaries(tmp_path, capsys):
         tree = {**RECIPE, "optim": {**RECIPE["optim"], "lr": lr},
                 "trainer": {**RECIPE["trainer"], "cache_dir": str(tmp_path / "cache")}}
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(tree))
-        code, out = _cli(capsys, "pretrain", tmp_path / f"{name}.yaml", "--out", tmp_path / name)
-        assert code == 0, out.err
-        assert f"mvmr report {tmp_path / name}" in out.out
+        code, out, err = run_main("pretrain", tmp_path / f"{name}.yaml", "--out", tmp_path / name)
+        assert code == 0, err
+        assert f"mvmr report {tmp_path / name}" in out
         runs.append(tmp_path / name)
-    code, out = _cli(capsys, "report", *runs, "--out", tmp_path / "figs")
-    assert code == 0, out.err
+    code, out, err = run_main("report", *runs, "--out", tmp_path / "figs")
+    assert code == 0, err
     for name in ("terms.png", "dcor.png", "knn.png", "throughput.png"):
         path = tmp_path / "figs" / name
         assert path.stat().st_size > 5000
         with Image.open(path) as img:
             assert img.size == (800, 500)
-    rows = [line for line in out.out.splitlines() if line.startswith("| a ") or line.startswith("| b ")]
+    rows = [line for line in out.splitlines() if line.startswith("| a ") or line.startswith("| b ")]
     assert len(rows) == 2
     for row, run in zip(rows, runs):
         cells = [c.strip() for c in row.strip("|").split("|")]
@@ -59,15 +49,15 @@ def test_report_draws_runs_and_tabulates_their_summaries(tmp_path, capsys):
         assert float(cells[5]) == round(summary["minutes"], 1)
 
 
-def test_report_without_matplotlib_is_one_line(tmp_path, capsys, monkeypatch):
+def test_report_without_matplotlib_is_one_line(tmp_path, run_main, monkeypatch):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    code, out = _cli(capsys, "report", tmp_path / "run", "--out", tmp_path / "figs")
-    assert code == 2 and out.err.strip() == "error: mvmr report needs matplotlib: pip install 'mvmr[report]'"
+    code, out, err = run_main("report", tmp_path / "run", "--out", tmp_path / "figs")
+    assert code == 2 and err.strip() == "error: mvmr report needs matplotlib: pip install 'mvmr[report]'"
     assert not (tmp_path / "figs").exists()
 
 
-def test_report_on_a_folder_that_is_no_run(tmp_path, capsys):
-    code, out = _cli(capsys, "report", tmp_path)
-    assert code == 2 and "is not a run folder" in out.err
+def test_report_on_a_folder_that_is_no_run(tmp_path, run_main):
+    code, out, err = run_main("report", tmp_path)
+    assert code == 2 and "is not a run folder" in err

@@ -17,7 +17,6 @@ import mvmr
 from mvmr.cache import FeatureCache, describe
 from mvmr.cache_admin import clear_caches
 from mvmr.checkpoint import save_checkpoint
-from mvmr.cli import main
 from mvmr.errors import NonFiniteError
 from mvmr.losses import distance_correlation
 
@@ -32,18 +31,8 @@ RECIPE = {
 }
 
 
-def cli(capsys, *argv):
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 # -- cache clear -------------------------------------------------------------------------------------------------
-def test_cache_clear_removes_only_caches(tmp_path, capsys):
+def test_cache_clear_removes_only_caches(tmp_path, run_main):
     from mvmr.cache import open_caches
 
     root = tmp_path / "home"
@@ -63,9 +52,9 @@ def test_cache_clear_removes_only_caches(tmp_path, capsys):
     (outside / "meta.json").write_text(json.dumps({"format": "mvmr-feature-cache/1"}))
     (root / ("1" * 24)).symlink_to(outside)  # a symlink that looks like a cache
     (root / "notes.txt").write_text("keep")
-    code, out, _ = cli(capsys, "cache", "clear", "--dir", root, "--dry-run")
+    code, out, _ = run_main("cache", "clear", "--dir", root, "--dry-run")
     assert code == 0 and "would remove 2" in out and real.exists() and half_made.exists()
-    code, out, _ = cli(capsys, "cache", "clear", "--dir", root)
+    code, out, _ = run_main("cache", "clear", "--dir", root)
     assert code == 0 and "removed 2 cache folder(s)" in out
     assert not real.exists() and not half_made.exists()
     for folder, name in decoys.items():
@@ -75,13 +64,13 @@ def test_cache_clear_removes_only_caches(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("where", ["", ".", "~"])
-def test_cache_clear_in_a_home_like_folder_keeps_everything(tmp_path, capsys, monkeypatch, where):
+def test_cache_clear_in_a_home_like_folder_keeps_everything(tmp_path, run_main, monkeypatch, where):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path))
     for folder in (".git", ".ssh", ".venv"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "f").write_text("x")
-    code, _, err = cli(capsys, "cache", "clear", "--dir", where)
+    code, _, err = run_main("cache", "clear", "--dir", where)
     assert code == (2 if where == "" else 0), err
     assert all((tmp_path / f / "f").exists() for f in (".git", ".ssh", ".venv"))
     assert clear_caches(tmp_path, dry_run=True) == []
@@ -127,10 +116,10 @@ def _recipe(tmp_path, **changes):
 
 
 @pytest.mark.parametrize("use_cache", [False, True])
-def test_nan_provider_is_an_error_naming_it_and_never_cached(tmp_path, capsys, broken_provider, use_cache):
+def test_nan_provider_is_an_error_naming_it_and_never_cached(tmp_path, run_main, broken_provider, use_cache):
     recipe = _recipe(tmp_path, providers__broken_after={"weight": 1.0, "params": {"good": 3}},
                      trainer__use_cache=use_cache)
-    code, _, err = cli(capsys, "pretrain", recipe, "--out", tmp_path / "run")
+    code, _, err = run_main("pretrain", recipe, "--out", tmp_path / "run")
     assert code == 2 and err.count("\n") == 1, err
     assert "provider 'broken_after' returned NaN or Inf" in err
     assert "at step 4" in err or use_cache  # the cache path names the provider; online also names the step
@@ -142,9 +131,9 @@ def test_nan_provider_is_an_error_naming_it_and_never_cached(tmp_path, capsys, b
     assert ckpt["step"] == 3  # the last good checkpoint is intact
 
 
-def test_nonfinite_loss_stops_with_terms_and_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+def test_nonfinite_loss_stops_with_terms_and_step_and_keeps_the_last_good_checkpoint(tmp_path, run_main):
     recipe = _recipe(tmp_path, optim__name="sgd", optim__lr=1e30, trainer__checkpoint_every=1)
-    code, _, err = cli(capsys, "pretrain", recipe, "--out", tmp_path / "run")
+    code, _, err = run_main("pretrain", recipe, "--out", tmp_path / "run")
     assert code == 2 and err.count("\n") == 1, err
     assert "the loss is NaN or Inf at step" in err and "dcor/pixels=" in err and "mse=" in err
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
@@ -264,7 +253,7 @@ def test_killed_or_interrupted_run_resumes_to_identical_weights(reference, mode,
     _assert_same_run(reference / "reference", out)
 
 
-def test_sigterm_saves_and_exits_143(tmp_path, capsys, monkeypatch):
+def test_sigterm_saves_and_exits_143(tmp_path, run_main, monkeypatch):
     import mvmr.engine.optim as engine
 
     real = engine.lr_at
@@ -275,18 +264,18 @@ def test_sigterm_saves_and_exits_143(tmp_path, capsys, monkeypatch):
         return real(step, *args)
 
     monkeypatch.setattr(engine, "lr_at", lr_at)
-    code, _, err = cli(capsys, "pretrain", _recipe(tmp_path), "--out", tmp_path / "run")
+    code, _, err = run_main("pretrain", _recipe(tmp_path), "--out", tmp_path / "run")
     assert code == 143 and err.strip().startswith("interrupted at step 2; continue with: mvmr pretrain")
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["step"] == 2
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
 
 
-def test_new_run_in_a_folder_without_checkpoint_starts_its_files_afresh(tmp_path, capsys):
+def test_new_run_in_a_folder_without_checkpoint_starts_its_files_afresh(tmp_path, run_main):
     out = tmp_path / "run"
     out.mkdir()
     (out / "metrics.jsonl").write_text('{"step": 99, "loss": 1.0}\n')
     (out / "summary.json").write_text("{}")
-    code, _, err = cli(capsys, "pretrain", _recipe(tmp_path, trainer__max_steps=2), "--out", out)
+    code, _, err = run_main("pretrain", _recipe(tmp_path, trainer__max_steps=2), "--out", out)
     assert code == 0, err
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert 99 not in steps and json.loads((out / "summary.json").read_text())["steps"] == 2
