@@ -96,7 +96,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "recipe" not in state or "method" not in state:
         raise CheckpointError(f"'{path}' is not an mvmr checkpoint (no recipe and method inside); "
                               f"pass a run's checkpoints/last.pt")
+    state["recipe"] = with_projector_bias(state["recipe"], state["method"])
     return state
+
+
+def with_projector_bias(recipe: Any, weights: Mapping[str, Any]) -> Any:
+    """Recipes saved by mvmr ≤ 0.2 have no ``student.projector_bias``: read it off the weights, so those checkpoints
+    keep loading (they have biases in the hidden projector Linears, the only Linears with 2-D weights and a bias)."""
+    if not isinstance(recipe, dict) or "projector_bias" in (recipe.get("student") or {}):
+        return recipe
+    linear_bias = any(k.startswith("student.projector.") and k.endswith(".bias")
+                      and getattr(weights.get(k[:-len("bias")] + "weight"), "ndim", 0) == 2 for k in weights)
+    return {**recipe, "student": {**(recipe.get("student") or {}), "projector_bias": "hidden" if linear_bias else "none"}}
 
 
 def load_checkpoint(path: str | Path, with_providers: bool = True):

@@ -53,6 +53,10 @@ class StudentConfig(Section):
         "standard", description="small_kernel: the official MV-MR 3×3 conv1 with max-pool; cifar: also no max-pool")
     zero_init_residual: bool = True
     projector: LayerSpec = Field("8192-8192-8192", description="default: the method's default_projector")
+    projector_bias: Literal["none", "last", "hidden"] = Field(
+        "none", description="which projector Linears have a bias; default: the method's default_projector_bias")
+    projector_output_bn: bool = Field(False, description="end the projector with a BatchNorm without affine "
+                                      "(MoCo v3); centres the embedding (not in the official MV-MR / MIRA)")
     channels_last: bool = False
 
 
@@ -237,8 +241,9 @@ def build_recipe(tree: dict, overrides: Optional[list[str]] = None, source: str 
         raise ConfigError(f"{source}: 'method' must be a method name, got {name!r}")
     tree = migrate(tree, method_cls)
     student = tree.get("student")
-    if student is None or (isinstance(student, dict) and "projector" not in student):
-        tree["student"] = {**(student or {}), "projector": method_cls.default_projector}
+    if student is None or isinstance(student, dict):
+        defaults = {"projector": method_cls.default_projector, "projector_bias": method_cls.default_projector_bias}
+        tree["student"] = {**defaults, **(student or {})}
     try:
         return _recipe_model(method_cls).model_validate(tree)
     except ValidationError as err:

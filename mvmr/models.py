@@ -70,17 +70,27 @@ def build_backbone(name: str, stem: str = "standard", weights: Optional[str] = N
     return model, dim
 
 
-def build_projector(in_dim: int, spec: str, last_bias: bool = False) -> nn.Module:
-    """'8192-8192-8192' -> Linear-BN-ReLU blocks and a last Linear (no bias, as VICReg / MV-MR)."""
+PROJECTOR_BIASES = ("none", "last", "hidden")
+
+
+def build_projector(in_dim: int, spec: str, bias: str = "none", output_bn: bool = False) -> nn.Module:
+    """'8192-8192-8192' -> Linear-BN-ReLU blocks and a last Linear. ``bias``: ``none`` (official MV-MR / VICReg: no
+    Linear has one), ``last`` (official MIRA: only the last), ``hidden`` (mvmr ≤ 0.2: the hidden ones, whose bias
+    the following BatchNorm cancels anyway). ``output_bn`` ends with a BatchNorm without affine (as MoCo v3): the
+    embedding is centred, so cosines between different images spread from the first step."""
+    if bias not in PROJECTOR_BIASES:
+        raise ConfigError(f"projector bias '{bias}' must be one of {', '.join(PROJECTOR_BIASES)}")
     try:
         dims = [in_dim] + [int(d) for d in spec.split("-")] if spec else [in_dim]
     except ValueError:
         raise ConfigError(f"projector spec '{spec}' must look like 8192-8192-8192") from None
     layers: list[nn.Module] = []
     for a, b in zip(dims[:-2], dims[1:-1]):
-        layers += [nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+        layers += [nn.Linear(a, b, bias=bias == "hidden"), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
     if len(dims) > 1:
-        layers.append(nn.Linear(dims[-2], dims[-1], bias=last_bias))
+        layers.append(nn.Linear(dims[-2], dims[-1], bias=bias == "last"))
+    if output_bn:
+        layers.append(nn.BatchNorm1d(dims[-1], affine=False))
     return nn.Sequential(*layers)
 
 
@@ -88,10 +98,11 @@ class Student(nn.Module):
     """images in [0, 1] -> normalised -> backbone features (``embed``) -> projector (``forward``)."""
 
     def __init__(self, backbone: str = "resnet50", stem: str = "standard", projector: str = "8192-8192-8192",
-                 zero_init_residual: bool = True, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
+                 zero_init_residual: bool = True, projector_bias: str = "none", projector_output_bn: bool = False,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
         super().__init__()
         self.backbone, self.feature_dim = build_backbone(backbone, stem, zero_init_residual=zero_init_residual)
-        self.projector = build_projector(self.feature_dim, projector)
+        self.projector = build_projector(self.feature_dim, projector, projector_bias, projector_output_bn)
         self.out_dim = int(projector.split("-")[-1]) if projector else self.feature_dim
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
@@ -99,7 +110,8 @@ class Student(nn.Module):
     @classmethod
     def from_config(cls, cfg) -> "Student":
         """The student a recipe's ``student`` section describes."""
-        return cls(cfg.backbone, cfg.stem, cfg.projector, cfg.zero_init_residual)
+        return cls(cfg.backbone, cfg.stem, cfg.projector, cfg.zero_init_residual, cfg.projector_bias,
+                   cfg.projector_output_bn)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone((images - self.mean) / self.std)

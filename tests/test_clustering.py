@@ -184,3 +184,30 @@ def test_official_asymmetric_views_and_multi_crop_train():
         targets = [method.assign(method.cluster_logits(method.teacher(v)), 0.0) for v in batch.views[:2]]
     expected = swapped_cross_entropy(targets, logits, 0.1)
     assert torch.allclose(terms["swapped_ce"], expected, atol=1e-5) and method.student.projector[0].weight.grad is not None
+
+
+def test_prototypes_from_data_are_teacher_embeddings_once():
+    """mira.prototype_init=data: the first batch's normalised teacher embeddings become the prototypes, once (the
+    flag is checkpointed so a resume does not redo it); student.projector_output_bn centres the embedding."""
+    from mvmr.config import build_recipe
+    from mvmr.data import Batch
+    from mvmr.methods import build_method
+
+    recipe = build_recipe({"method": "mira", "data": {"image_size": 32},
+                           "student": {"backbone": "resnet18", "projector": "64-16", "projector_output_bn": True},
+                           "mira": {"prototypes": 6, "prototype_init": "data"}})
+    method = build_method(recipe)
+    assert isinstance(method.student.projector[-1], torch.nn.BatchNorm1d)
+    views = [torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)]
+    batch = Batch(views[0], views, torch.zeros(4, dtype=torch.long), torch.arange(4))
+    before = method.prototypes.detach().clone()
+    method.train()
+    method.encode(batch)
+    with torch.no_grad():
+        rows = F.normalize(torch.cat([method.teacher(v) for v in views]), dim=1)
+    distance = torch.cdist(method.prototypes.detach(), rows).min(1).values
+    assert distance.max() < 1e-5 and not torch.allclose(before, method.prototypes)  # every prototype is one row
+    assert bool(method.prototypes_from_data) and "prototypes_from_data" in method.trainable_state()
+    first = method.prototypes.detach().clone()
+    method.encode(Batch(views[1], views[::-1], batch.label, batch.index))
+    assert torch.equal(first, method.prototypes)

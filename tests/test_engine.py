@@ -164,3 +164,34 @@ def test_linear_and_sqrt_learning_rate_scaling():
     assert lr(lr=0.3, batch_size=4096, lr_scaling="linear") == pytest.approx(4.8)  # the official MIRA ImageNet lr
     assert lr(lr=0.3, batch_size=256, lr_scaling="sqrt") == pytest.approx(1.2)
     assert lr(lr=0.3, batch_size=4096) == 0.3
+
+
+@pytest.mark.parametrize("method, expected", [("mvmr", [False, False, False]), ("mira", [False, False, True])])
+def test_projector_biases_follow_the_official_code(method, expected):
+    """Official MV-MR: no projector Linear has a bias; official MIRA: only the last one."""
+    from mvmr.config import build_recipe
+    from mvmr.methods import build_method
+
+    recipe = build_recipe({"method": method, "student": {"backbone": "resnet18", "projector": "32-32-16"}})
+    linears = [m for m in build_method(recipe).student.projector if isinstance(m, torch.nn.Linear)]
+    assert [m.bias is not None for m in linears] == expected
+
+
+@pytest.mark.parametrize("method", ["mvmr", "mira"])
+def test_checkpoints_of_mvmr_0_2_still_load(tmp_path, method):
+    """Checkpoints written before student.projector_bias existed had biases in the hidden Linears only."""
+    from mvmr.checkpoint import load_checkpoint, save_checkpoint
+    from mvmr.config import build_recipe
+    from mvmr.methods import build_method
+
+    tree = {"method": method, "student": {"backbone": "resnet18", "projector": "32-16"}}
+    old = build_method(build_recipe({**tree, "student": {**tree["student"], "projector_bias": "hidden"}}))
+    saved = old.recipe.to_dict()
+    del saved["student"]["projector_bias"]
+    save_checkpoint({"recipe": saved, "method": old.trainable_state()}, tmp_path / "old.pt")
+    recipe, method_ = load_checkpoint(tmp_path / "old.pt", with_providers=False)
+    assert recipe.student.projector_bias == "hidden"
+    for key, value in old.trainable_state().items():
+        assert torch.equal(method_.trainable_state()[key], value), key
+    fresh = build_method(build_recipe(tree))  # and a new one of the same recipe has the official biases
+    assert fresh.student.projector[0].bias is None

@@ -43,6 +43,7 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     section: ClassVar[Optional[str]] = None
     Config: ClassVar[type[BaseModel]] = NoSettings
     default_projector: ClassVar[str] = "8192-8192-8192"
+    default_projector_bias: ClassVar[str] = "none"  # official MV-MR / VICReg: no bias in any projector Linear
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__()

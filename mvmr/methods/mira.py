@@ -47,6 +47,9 @@ class MiraConfig(Section):
     local_crops: int = Field(0, ge=0, description="multi-crop: small crops predicting both global views' targets")
     local_size: Optional[int] = Field(None, ge=8, description="side of the local crops; default image_size·96/224")
     freeze_prototypes_epochs: float = Field(1, ge=0, description="prototypes get no update for this many epochs")
+    prototype_init: Literal["random", "data"] = Field(
+        "random", description="random: unit Gaussian directions (official); data: the teacher's embeddings of "
+        "random images of the first global batch, so the first targets already group similar images")
     dcor_estimator: Literal["biased", "unbiased"] = "biased"  # for hybrid dCor terms to the providers
 
 
@@ -63,12 +66,15 @@ class MIRA(Method):
     section = "mira"
     Config = MiraConfig
     default_projector = "2048-2048-256"
+    default_projector_bias = "last"  # official MIRA: hidden Linears without bias (BN follows), the last with one
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
         s, self.cfg = recipe.student, self.config
         self.student = Student.from_config(s)
         self.prototypes = nn.Parameter(F.normalize(torch.randn(self.cfg.prototypes, self.student.out_dim), dim=1))
+        if self.cfg.prototype_init == "data":  # checkpointed, so a resumed run does not initialise them again
+            self.register_buffer("prototypes_from_data", torch.zeros((), dtype=torch.bool))
         self.teacher = copy.deepcopy(self.student).requires_grad_(False)
         self.weights = {"swapped_ce": 1.0, **{f"dcor/{n}": p.weight for n, p in recipe.providers.items()}}
         self.estimator = self.cfg.dcor_estimator
@@ -102,10 +108,22 @@ class MIRA(Method):
         rows = {"z1": self.student(view1), "z2": self.student(view2)}
         rows.update({f"local{i}": self.student(v) for i, v in enumerate(batch.views[2:])})
         with torch.no_grad():
-            rows.update(teacher1=self.cluster_logits(self.teacher(view1)),
-                        teacher2=self.cluster_logits(self.teacher(view2)))
+            t1, t2 = self.teacher(view1), self.teacher(view2)
+            if self.cfg.prototype_init == "data" and not self.prototypes_from_data:
+                self.prototypes_from(torch.cat([t1, t2]))
+            rows.update(teacher1=self.cluster_logits(t1), teacher2=self.cluster_logits(t2))
         rows.update({f"provider/{n}": f for n, f in self.provider_features(batch.original, batch.index).items()})
         return rows
+
+    @torch.no_grad()
+    def prototypes_from(self, embeddings: torch.Tensor) -> None:
+        """Prototypes := normalised embeddings of distinct random rows of the global batch (the same rows on every
+        process); if K exceeds the rows, the remaining prototypes stay random."""
+        rows = gather_with_grad(embeddings.float())
+        g = torch.Generator().manual_seed(self.recipe.trainer.seed)
+        chosen = torch.randperm(rows.shape[0], generator=g)[: self.cfg.prototypes].to(rows.device)
+        self.prototypes[: chosen.numel()] = F.normalize(rows[chosen], dim=1)
+        self.prototypes_from_data.fill_(True)
 
     def objective(self, rows: dict[str, torch.Tensor], batch: Batch, progress: float):
         z1, z2 = rows["z1"], rows["z2"]
