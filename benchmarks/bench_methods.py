@@ -1,51 +1,39 @@
-"""One results table at equal budget on the shared CIFAR-10 sample: random init, MV-MR (hand-crafted providers),
-MV-MR without dCor, VICReg (lightly's VICRegLoss, registered from outside by examples/vicreg_plugin), MIRA,
-Sinkhorn, and the MIRA + MV-MR hybrid. Same backbone, views, batch, epochs and seed; one JSON line each with
-k-NN top-1, linear-probe top-1 and minutes. Usage: python bench_methods.py [epochs] [variants...]
+"""One results table at equal budget on the shared CIFAR-10 sample (common.cifar_tree: ResNet-18, 32 px, batch 256,
+Adam 1e-3, seed 0): random init, MV-MR (hand-crafted providers), MV-MR without dCor, VICReg (lightly's VICRegLoss,
+registered from outside by examples/vicreg_plugin), MIRA, Sinkhorn, and the best MIRA hybrid of the search
+(bench_mira_search.py). One JSON line each with k-NN top-1, linear-probe top-1 and minutes.
+Usage: python bench_methods.py [epochs] [zero_init|torchvision_init] [variants...]  (default 4 zero_init: the
+mvmr default, zero_init_residual true; torchvision_init: false, the setting of the issue's 43.2 vs 36.4)
 """
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from common import emit
-from mvmr.checkpoint import load_checkpoint
-from mvmr.config import build_recipe
-from mvmr.engine import pretrain
-from mvmr.eval import evaluate
+from bench_mira_search import variant_tree
+from common import cifar_tree, emit, train_and_measure
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "examples" / "vicreg_plugin"))  # the plug-in, as if installed
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "vicreg_plugin"))  # as if installed
 import mvmr_example.vicreg  # noqa: E402,F401  -- registers the vicreg method
 
-NPZ = ROOT.parent / "shared" / "data" / "cifar10-mini.npz"
-epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 4
 HAND = {"pixels": {"weight": 1.0}, "lsd": {"weight": 1.0},
         "hog": {"weight": 1.0, "params": {"orientations": 12, "pixels_per_cell": 8, "cells_per_block": 2}}}
-MIRA = {"prototypes": 300, "views": "recipe"}
 VARIANTS = {
-    "mvmr": {"method": "mvmr", "providers": HAND},
-    "mvmr_no_dcor": {"method": "mvmr", "loss": {"dcor_views": 0.0}},
-    "vicreg": {"method": "vicreg"},
-    "mira": {"method": "mira", "mira": MIRA},
-    "sinkhorn": {"method": "mira", "mira": {**MIRA, "assigner": "sinkhorn"}},
-    "mira_hybrid": {"method": "mira", "mira": MIRA, "providers": HAND},
+    "mvmr": lambda e: cifar_tree(e, method="mvmr", providers=HAND),
+    "mvmr_no_dcor": lambda e: cifar_tree(e, method="mvmr", loss={"dcor_views": 0.0}),
+    "vicreg": lambda e: cifar_tree(e, method="vicreg"),
+    "mira": lambda e: variant_tree(e, "base"),
+    "sinkhorn": lambda e: variant_tree(e, "sinkhorn:base"),
+    "mira_hybrid": lambda e: variant_tree(e, "wide+views+hand"),  # recipes/cifar10_mira.yaml at this budget
 }
-chosen = sys.argv[2:] or list(VARIANTS)
-for i, name in enumerate(chosen):
-    tree = {"data": {"name": "npz", "root": str(NPZ), "image_size": 32},
-            "student": {"backbone": "resnet18", "stem": "standard", "projector": "1024-1024"},
-            "optim": {"name": "adam", "lr": 1e-3, "batch_size": 256, "epochs": epochs, "warmup_epochs": 1},
-            "trainer": {"precision": "fp32", "num_workers": 2, "progress": False, "log_every": 20},
-            "eval": {"knn_every": epochs}, **VARIANTS[name]}
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as out:
-        tree["trainer"]["cache_dir"] = str(Path(out) / "cache")
-        summary = pretrain(build_recipe(tree), Path(out) / "run")
-        minutes = (time.perf_counter() - started) / 60
-        recipe, method = load_checkpoint(Path(out) / "run" / "checkpoints" / "last.pt", with_providers=False)
-        linear = evaluate(method.student, recipe.data, "linear")["top1"]
-    if i == 0:
-        emit(bench="methods", variant="random_init", knn_top1=round(summary["knn_top1_at_init"], 2))
-    emit(bench="methods", variant=name, epochs=epochs, knn_top1=round(summary["knn_top1"], 2),
-         linear_top1=round(linear, 2), minutes=round(minutes, 1))
+
+if __name__ == "__main__":
+    epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 4
+    init = sys.argv[2] if len(sys.argv) > 2 else "zero_init"
+    for i, name in enumerate(sys.argv[3:] or list(VARIANTS)):
+        tree = VARIANTS[name](epochs)
+        tree["student"] = {**tree["student"], "zero_init_residual": init == "zero_init"}
+        result = train_and_measure(tree, linear=True)
+        if i == 0:
+            emit(bench="methods", variant="random_init", init=init, knn_top1=result["knn_top1_at_init"],
+                 linear_top1=result["linear_top1_at_init"])
+        emit(bench="methods", variant=name, init=init, epochs=epochs, knn_top1=result["knn_top1"],
+             linear_top1=result["linear_top1"], minutes=round(result["minutes"], 1))

@@ -37,3 +37,55 @@ def pad_crop_flip(x: "torch.Tensor", g: "torch.Generator", pad: int = 4) -> "tor
     flip = torch.rand(len(x), generator=g) < 0.5
     out[flip] = out[flip].flip(-1)
     return out
+
+
+CIFAR_NPZ = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini.npz"
+
+
+def cifar_tree(epochs: int, **sections: dict) -> dict:
+    """The equal-budget setting of the method benchmarks: the shared CIFAR-10 sample at 32 px, ResNet-18 (standard
+    stem, zero-init residuals: the mvmr default), batch 256, Adam 1e-3 with one warm-up epoch, seed 0; k-NN at the
+    end only. ``sections`` update the named sections (``method`` is a plain value)."""
+    tree = {"data": {"name": "npz", "root": str(CIFAR_NPZ), "image_size": 32},
+            "student": {"backbone": "resnet18", "stem": "standard", "projector": "1024-1024"},
+            "optim": {"name": "adam", "lr": 1e-3, "batch_size": 256, "epochs": epochs, "warmup_epochs": 1},
+            "trainer": {"precision": "fp32", "num_workers": 2, "progress": False, "log_every": 10, "seed": 0},
+            "eval": {"knn_every": epochs}}
+    for name, value in sections.items():
+        tree[name] = {**tree[name], **value} if isinstance(value, dict) and name in tree else value
+    return tree
+
+
+def train_and_measure(tree: dict, linear: bool = False, clusters: bool = False) -> dict:
+    """Train a recipe tree in a temporary folder; k-NN top-1 at init and at the end, minutes, optionally the linear
+    probe and (for a clustering head) NMI at init and at the end plus the last logged ``diag/*`` values."""
+    import tempfile
+    from pathlib import Path
+
+    from mvmr.cli.tools import EVALUATORS
+    from mvmr.config import build_recipe
+    from mvmr.engine import Run, default_callbacks, fit
+    from mvmr.eval import evaluate
+
+    started = time.perf_counter()
+    result: dict = {}
+    with tempfile.TemporaryDirectory() as out:
+        tree = {**tree, "trainer": {**tree["trainer"], "cache_dir": str(Path(out) / "cache")}}
+        run = Run(build_recipe(tree), Path(out) / "run")
+        if clusters:
+            result["nmi_at_init"] = EVALUATORS["clusters"](run.method, run.recipe, None, 20, 0.07, run.device)["nmi"]
+        if linear:
+            result["linear_top1_at_init"] = evaluate(run.method.student, run.recipe.data, "linear")["top1"]
+        run.method.train()
+        summary = fit(run, default_callbacks(run))
+        result.update(knn_top1_at_init=summary["knn_top1_at_init"], knn_top1=summary["knn_top1"],
+                      minutes=(time.perf_counter() - started) / 60)
+        run.method.eval()
+        if clusters:
+            result["nmi"] = EVALUATORS["clusters"](run.method, run.recipe, None, 20, 0.07, run.device)["nmi"]
+            logged = [json.loads(line) for line in (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()]
+            last = [r for r in logged if "diag/student_entropy" in r][-1]
+            result.update({k[len("diag/"):]: v for k, v in last.items() if k.startswith("diag/")})
+        if linear:
+            result["linear_top1"] = evaluate(run.method.student, run.recipe.data, "linear")["top1"]
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}

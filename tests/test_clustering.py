@@ -83,6 +83,31 @@ def test_swapped_cross_entropy_is_the_mean_over_view_pairs():
     s1, s2 = torch.randn(4, 6), torch.randn(4, 6)
     expected = (-(q1 * F.log_softmax(s2 / 0.1, 1)).sum(1).mean() - (q2 * F.log_softmax(s1 / 0.1, 1)).sum(1).mean()) / 2
     assert torch.allclose(swapped_cross_entropy([q1, q2], [s1, s2], 0.1), expected)
+    ce = lambda q, s: -(q * F.log_softmax(s / 0.1, 1)).sum(1).mean()  # noqa: E731
+    own = (ce(q1, s1) + ce(q1, s2) + ce(q2, s1) + ce(q2, s2)) / 4
+    assert torch.allclose(swapped_cross_entropy([q1, q2], [s1, s2], 0.1, own=True), own)
+
+
+def test_mira_hybrid_view_terms_are_mvmr_terms_on_the_global_views():
+    """mira.mse / variance / dcor_views add MV-MR's view terms between the two global views' embeddings."""
+    from mvmr.config import build_recipe
+    from mvmr.data import Batch
+    from mvmr.losses import MVMRObjective
+    from mvmr.methods import build_method
+
+    recipe = build_recipe({"method": "mira", "data": {"image_size": 32},
+                           "student": {"backbone": "resnet18", "projector": "32-8"},
+                           "mira": {"prototypes": 12, "mse": 2.0, "variance": 0.5, "dcor_views": 1.0}})
+    method = build_method(recipe).train()
+    views = [torch.rand(6, 3, 32, 32), torch.rand(6, 3, 32, 32)]
+    rows = method.encode(Batch(views[0], views, torch.zeros(6, dtype=torch.long), torch.arange(6)))
+    loss, terms = method.objective(rows, None, 0.0)
+    expected = MVMRObjective(2.0, 0.5, 1.0).view_terms(rows["z1"], rows["z2"])
+    assert set(expected) == {"mse", "variance", "dcor_views"}
+    for name, value in expected.items():
+        assert torch.allclose(terms[name], value), name
+    total = terms["swapped_ce"] + 2.0 * expected["mse"] + 0.5 * expected["variance"] + expected["dcor_views"]
+    assert torch.allclose(loss, total)
 
 
 @pytest.mark.parametrize("assigner", ["mira", "sinkhorn"])
@@ -211,3 +236,35 @@ def test_prototypes_from_data_are_teacher_embeddings_once():
     first = method.prototypes.detach().clone()
     method.encode(Batch(views[1], views[::-1], batch.label, batch.index))
     assert torch.equal(first, method.prototypes)
+
+
+def test_bottleneck_head_is_part_of_student_and_ema_teacher():
+    """mira.bottleneck: a Linear + BN to n dims before the prototypes; the teacher keeps an EMA copy of it."""
+    from mvmr.config import build_recipe
+    from mvmr.methods import build_method
+
+    method = build_method(build_recipe({"method": "mira", "student": {"backbone": "resnet18", "projector": "32"},
+                                        "mira": {"prototypes": 10, "bottleneck": 4}}))
+    assert method.prototypes.shape == (10, 4)
+    linear, teacher_linear = method.bottleneck[0], method.teacher_bottleneck[0]
+    assert torch.equal(linear.weight, teacher_linear.weight) and not teacher_linear.weight.requires_grad
+    before = teacher_linear.weight.clone()
+    with torch.no_grad():
+        linear.weight.add_(1.0)
+    method.after_optimizer_step(0.0)  # momentum 0.99
+    assert torch.allclose(teacher_linear.weight, 0.99 * before + 0.01 * linear.weight)
+    method.eval()
+    assert method.predict_clusters(torch.rand(3, 3, 32, 32)).shape == (3,)
+
+
+def test_quickstart_mira_learns(tmp_path):
+    """The shipped quickstart_mira recipe, as is (about a minute): k-NN ends clearly above initialisation
+    (measured 97.3 vs 93.6)."""
+    from mvmr.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["pretrain", str(RECIPES / "quickstart_mira.yaml"), "--out", str(tmp_path / "run"),
+              "--set", "trainer.progress=false", "--set", f"trainer.cache_dir={tmp_path / 'cache'}"])
+    assert done.value.code == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["knn_top1"] >= summary["knn_top1_at_init"] + 2.0, summary

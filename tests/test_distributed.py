@@ -56,6 +56,7 @@ def _worker(rank, name, init_file, out_dir, train=False):
     ddp = torch.nn.parallel.DistributedDataParallel(method)
     half = _batch().slice(rank * 8, (rank + 1) * 8)
     torch.save(_loss_and_grads(ddp, method, half), Path(out_dir) / f"{rank}.pt")
+    dist.barrier()  # no process tears gloo down while the other still has collectives in flight
     dist.destroy_process_group()
 
 

@@ -195,3 +195,8 @@ def test_checkpoints_of_mvmr_0_2_still_load(tmp_path, method):
         assert torch.equal(method_.trainable_state()[key], value), key
     fresh = build_method(build_recipe(tree))  # and a new one of the same recipe has the official biases
     assert fresh.student.projector[0].bias is None
+
+
+def test_cifar10_mira_recipe_two_steps(tmp_path, npz_path):
+    _pretrain(RECIPES / "cifar10_mira.yaml", tmp_path / "run", f"data.root={npz_path}", "data.limit=32")
+    _check_run(tmp_path / "run")

@@ -78,6 +78,7 @@ def _worker(rank, init_file, out_dir):
     loss, _ = reg(images[rank * 8:(rank + 1) * 8], z[rank * 8:(rank + 1) * 8], gather=True)
     loss.backward()
     torch.save((loss.detach(), z.grad), Path(out_dir) / f"{rank}.pt")
+    dist.barrier()  # no process tears gloo down while the other still has collectives in flight
     dist.destroy_process_group()
 
 

@@ -62,12 +62,13 @@ def sinkhorn_assign(logits: torch.Tensor, eps: float = 0.05, iters: int = 3, dis
     return (log_q + math.log(n)).exp()
 
 
-def swapped_cross_entropy(targets: list[torch.Tensor], logits: list[torch.Tensor], tau: float) -> torch.Tensor:
-    """Mean over view pairs (i ≠ j) of −Σ_k q_i · log softmax(logits_j / tau)."""
+def swapped_cross_entropy(targets: list[torch.Tensor], logits: list[torch.Tensor], tau: float,
+                          own: bool = False) -> torch.Tensor:
+    """Mean over view pairs (i ≠ j; with ``own`` also i = j) of −Σ_k q_i · log softmax(logits_j / tau)."""
     losses = []
     for i, q in enumerate(targets):
         for j, s in enumerate(logits):
-            if i != j:
+            if i != j or own:
                 losses.append(-(q * F.log_softmax(s.float() / tau, dim=1)).sum(1).mean())
     return torch.stack(losses).mean()
 

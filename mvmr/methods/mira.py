@@ -1,6 +1,8 @@
 """The ``mira`` method: a clustering head on the student, trained by swapped prediction of pseudo-labels from an
 EMA teacher, assigned by MIRA (mutual-information-regularised) or by Sinkhorn-Knopp (SeLa/SwAV), everything else
-equal. Optional hybrid: the recipe's providers add MV-MR dCor terms on the student's embedding of an augmented view.
+equal. Optional hybrid: the recipe's providers add MV-MR dCor terms on the student's embedding of an augmented view,
+and ``mira.mse / variance / dcor_views`` add MV-MR's terms between the two views' embeddings (at small scale these
+do the learning: README "MIRA at small scale").
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from torch import nn
 from ..config import Recipe, Section
 from ..data import AugmentSpec, Batch, augment_spec
 from ..distributed import gather_with_grad, is_distributed
-from ..losses import distance_correlation, mira_assign, sinkhorn_assign, swapped_cross_entropy, weighted_total
+from ..losses import (MVMRObjective, distance_correlation, mira_assign, sinkhorn_assign, swapped_cross_entropy,
+                      weighted_total)
 from ..models import Student
 from .base import Method, register_method
 
@@ -44,6 +47,10 @@ class MiraConfig(Section):
     ema: tuple[float, float] = (0.99, 1.0)
     views: Literal["official", "recipe"] = Field(
         "official", description="official: MIRA's asymmetric global views; recipe: data.augment for both")
+    bottleneck: int = Field(0, ge=0, description="0: prototypes on the projector output (official); n: a Linear "
+                            "+ BatchNorm to n dims first (DINO-style head), so hybrid terms keep the wide embedding")
+    targets: Literal["swapped", "all"] = Field(
+        "swapped", description="swapped: each view predicts the other views' targets (official); all: its own too")
     local_crops: int = Field(0, ge=0, description="multi-crop: small crops predicting both global views' targets")
     local_size: Optional[int] = Field(None, ge=8, description="side of the local crops; default image_size·96/224")
     freeze_prototypes_epochs: float = Field(1, ge=0, description="prototypes get no update for this many epochs")
@@ -51,6 +58,12 @@ class MiraConfig(Section):
         "random", description="random: unit Gaussian directions (official); data: the teacher's embeddings of "
         "random images of the first global batch, so the first targets already group similar images")
     dcor_estimator: Literal["biased", "unbiased"] = "biased"  # for hybrid dCor terms to the providers
+    # Hybrid MV-MR terms between the two global views' embeddings (0 = off, the plain method): they shape the
+    # features from the first step, while the head's targets are still near-uniform.
+    mse: float = 0.0
+    variance: float = 0.0
+    dcor_views: float = 0.0
+    std_margin: float = 1.0
 
 
 def cosine_schedule(start: float, end: float, progress: float) -> float:
@@ -72,12 +85,20 @@ class MIRA(Method):
         super().__init__(recipe)
         s, self.cfg = recipe.student, self.config
         self.student = Student.from_config(s)
-        self.prototypes = nn.Parameter(F.normalize(torch.randn(self.cfg.prototypes, self.student.out_dim), dim=1))
+        width = self.cfg.bottleneck or self.student.out_dim
+        self.bottleneck = (nn.Sequential(nn.Linear(self.student.out_dim, width, bias=False),
+                                         nn.BatchNorm1d(width, affine=False)) if self.cfg.bottleneck else nn.Identity())
+        self.prototypes = nn.Parameter(F.normalize(torch.randn(self.cfg.prototypes, width), dim=1))
         if self.cfg.prototype_init == "data":  # checkpointed, so a resumed run does not initialise them again
             self.register_buffer("prototypes_from_data", torch.zeros((), dtype=torch.bool))
         self.teacher = copy.deepcopy(self.student).requires_grad_(False)
+        self.teacher_bottleneck = copy.deepcopy(self.bottleneck).requires_grad_(False)
         self.weights = {"swapped_ce": 1.0, **{f"dcor/{n}": p.weight for n, p in recipe.providers.items()}}
         self.estimator = self.cfg.dcor_estimator
+        c = self.cfg
+        self.view_terms = MVMRObjective(c.mse, c.variance, c.dcor_views, std_margin=c.std_margin,
+                                        estimator=c.dcor_estimator).view_terms
+        self.weights.update(mse=c.mse, variance=c.variance, dcor_views=c.dcor_views)
 
     def cluster_logits(self, z: torch.Tensor) -> torch.Tensor:
         """Cosine similarity of L2-normalised embeddings to the unit-norm prototypes."""
@@ -108,7 +129,7 @@ class MIRA(Method):
         rows = {"z1": self.student(view1), "z2": self.student(view2)}
         rows.update({f"local{i}": self.student(v) for i, v in enumerate(batch.views[2:])})
         with torch.no_grad():
-            t1, t2 = self.teacher(view1), self.teacher(view2)
+            t1, t2 = (self.teacher_bottleneck(self.teacher(v)) for v in (view1, view2))
             if self.cfg.prototype_init == "data" and not self.prototypes_from_data:
                 self.prototypes_from(torch.cat([t1, t2]))
             rows.update(teacher1=self.cluster_logits(t1), teacher2=self.cluster_logits(t2))
@@ -130,13 +151,17 @@ class MIRA(Method):
         with torch.no_grad():  # the assignment's marginals are global-batch statistics (all-reduced)
             targets = [self.assign(rows["teacher1"], progress), self.assign(rows["teacher2"], progress)]
         locals_ = [rows[f"local{i}"] for i in range(self.cfg.local_crops)]
-        logits = [self.cluster_logits(z) for z in (z1, z2, *locals_)]
+        logits = [self.cluster_logits(self.bottleneck(z)) for z in (z1, z2, *locals_)]
         # each global view's targets supervise every other view, the local crops included (multi-crop)
-        terms = {"swapped_ce": swapped_cross_entropy(targets, logits, self.cfg.tau_student)}
+        own = self.cfg.targets == "all"
+        terms = {"swapped_ce": swapped_cross_entropy(targets, logits, self.cfg.tau_student, own=own)}
         terms.update(self.diagnostics(logits[:2], targets, z1))
         # The cross-entropy is a per-sample mean (DDP's gradient average makes it global); dCor needs the global batch.
         features = {k[len("provider/"):]: v for k, v in rows.items() if k.startswith("provider/")}
-        z1_all = gather_with_grad(z1) if features else z1
+        hybrid = self.cfg.mse or self.cfg.variance or self.cfg.dcor_views
+        z1_all = gather_with_grad(z1) if features or hybrid else z1
+        if hybrid:
+            terms.update(self.view_terms(z1_all, gather_with_grad(z2)))
         for name, feats in features.items():
             terms[f"dcor/{name}"] = 1.0 - distance_correlation(z1_all, gather_with_grad(feats), self.estimator)
         return weighted_total(terms, self.weights), terms
@@ -175,11 +200,12 @@ class MIRA(Method):
     @torch.no_grad()
     def after_optimizer_step(self, progress: float) -> None:
         momentum = cosine_schedule(self.cfg.ema[0], self.cfg.ema[1], progress)
-        for t, s in zip(self.teacher.parameters(), self.student.parameters()):
+        teacher = [*self.teacher.parameters(), *self.teacher_bottleneck.parameters()]
+        for t, s in zip(teacher, [*self.student.parameters(), *self.bottleneck.parameters()]):
             t.mul_(momentum).add_(s.detach(), alpha=1.0 - momentum)
 
     @torch.no_grad()
     def predict_clusters(self, images: torch.Tensor) -> torch.Tensor:
         """Prototype index of each image (student network)."""
-        return self.cluster_logits(self.student(images)).argmax(1)
+        return self.cluster_logits(self.bottleneck(self.student(images))).argmax(1)
 

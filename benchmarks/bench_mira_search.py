@@ -1,0 +1,70 @@
+"""The MIRA / Sinkhorn lever search of issue #10 on the shared CIFAR-10 sample (equal budget: common.cifar_tree).
+One JSON line per variant: k-NN and NMI at init and at the end, the last logged head entropies (nats; uniform =
+ln K) and minutes. Usage: python bench_mira_search.py EPOCHS VARIANT [VARIANT ...]
+"""
+import math
+import sys
+from pathlib import Path
+
+import yaml
+from common import CIFAR_NPZ, cifar_tree, emit, train_and_measure
+
+K = 300
+BASE = {"method": "mira", "mira": {"prototypes": K, "views": "recipe"}, "student": {"projector": "1024-1024-128"}}
+DCOR_VIEWS = {"pixels": {"weight": 1.0}}  # one provider: 1 - dCor(embedding, pixels of the original)
+VIEW_TERMS = {"mse": 1.0, "variance": 1.0, "dcor_views": 1.0}  # MV-MR's terms between the two global views
+LEVERS = {  # each a dict of section updates; 'a+b' applies a then b on top of BASE
+    "base": {},
+    "views": {"mira": VIEW_TERMS},
+    "k30": {"mira": {"prototypes": 30}},
+    "k10": {"mira": {"prototypes": 10}},
+    "k100": {"mira": {"prototypes": 100}},
+    "d16": {"student": {"projector": "1024-1024-16"}},
+    "own": {"mira": {"targets": "all"}},
+    "wide": {"student": {"projector": "1024-1024"}},
+    "hand": {"providers": {"pixels": {"weight": 1.0}, "lsd": {"weight": 1.0}, "hog": {"weight": 1.0, "params": {
+        "orientations": 12, "pixels_per_cell": 8, "cells_per_block": 2}}}},
+    "bneck16": {"mira": {"bottleneck": 16}},
+    "multicrop": {"mira": {"local_crops": 4, "local_size": 16}},
+    "official_views": {"mira": {"views": "official"}},
+    "lars": {"optim": {"name": "lars", "lr": 0.3, "lr_scaling": "linear"}},  # MIRA's optimiser (batch 256)
+    "fixedproto": {"mira": {"freeze_prototypes_epochs": 10_000}},
+    "taut10": {"mira": {"tau_teacher": 0.1}},
+    "d32": {"student": {"projector": "1024-1024-32"}},
+    "tau05": {"mira": {"tau_student": 0.05}},
+    "weak": {"data": {"augment": {"crop": "pad", "pad": 4}}},
+    "bn": {"student": {"projector_output_bn": True}},
+    "data_init": {"mira": {"prototype_init": "data"}},
+    "pixels": {"providers": DCOR_VIEWS},
+}
+ALIASES = {"bn_data": "bn+data_init", "hybrid": "pixels", "bn_data_hybrid": "bn+data_init+pixels"}  # earlier names
+
+
+def variant_tree(epochs: int, name: str) -> dict:
+    """BASE with the named lever(s) ('a+b' stacks levers; 'sinkhorn:' prefix swaps the assigner), or a shipped
+    recipe ('cifar10_mira.yaml', its own epochs when ``epochs`` is 0) on the shared sample."""
+    assigner, _, levers = name.rpartition(":")
+    if levers.endswith(".yaml"):
+        tree = yaml.safe_load((Path(__file__).resolve().parent.parent / "recipes" / levers).read_text())
+        tree["data"]["root"] = str(CIFAR_NPZ)
+        tree["trainer"].update(progress=False)
+        if epochs:
+            tree["optim"]["epochs"] = tree["eval"]["knn_every"] = epochs
+        if assigner:
+            tree["mira"]["assigner"] = assigner
+        return tree
+    sections = {k: dict(v) if isinstance(v, dict) else v for k, v in BASE.items()}
+    for lever in ALIASES.get(levers, levers).split("+"):
+        for section, value in LEVERS[lever].items():
+            sections[section] = {**sections.get(section, {}), **value}
+    if assigner:
+        sections["mira"] = {**sections["mira"], "assigner": assigner}
+    return cifar_tree(epochs, **sections)
+
+
+if __name__ == "__main__":
+    epochs = int(sys.argv[1])
+    for name in sys.argv[2:]:
+        tree = variant_tree(epochs, name)
+        emit(bench="mira_search", variant=name, epochs=tree["optim"]["epochs"], prototypes=tree["mira"]["prototypes"],
+             ln_k=round(math.log(tree["mira"]["prototypes"]), 3), **train_and_measure(tree, clusters=True))
