@@ -107,7 +107,8 @@ def with_projector_bias(recipe: Any, weights: Mapping[str, Any]) -> Any:
         return recipe
     linear_bias = any(k.startswith("student.projector.") and k.endswith(".bias")
                       and getattr(weights.get(k[:-len("bias")] + "weight"), "ndim", 0) == 2 for k in weights)
-    return {**recipe, "student": {**(recipe.get("student") or {}), "projector_bias": "hidden" if linear_bias else "none"}}
+    student = {**(recipe.get("student") or {}), "projector_bias": "hidden" if linear_bias else "none"}
+    return {**recipe, "student": student}
 
 
 def load_checkpoint(path: str | Path, with_providers: bool = True):

@@ -56,7 +56,8 @@ class MiraConfig(Section):
     freeze_prototypes_epochs: float = Field(1, ge=0, description="prototypes get no update for this many epochs")
     prototype_init: Literal["random", "data"] = Field(
         "random", description="random: unit Gaussian directions (official); data: the teacher's embeddings of "
-        "random images of the first global batch, so the first targets already group similar images")
+        "random images of the first global batch (of its first micro-batch under optim.accumulate), so the first "
+        "targets already group similar images")
     dcor_estimator: Literal["biased", "unbiased"] = "biased"  # for hybrid dCor terms to the providers
     # Hybrid MV-MR terms between the two global views' embeddings (0 = off, the plain method): they shape the
     # features from the first step, while the head's targets are still near-uniform.
