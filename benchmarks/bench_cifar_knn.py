@@ -8,17 +8,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import emit
+from common import CIFAR_NPZ as NPZ, HAND, emit
 from mvmr.config import build_recipe
 from mvmr.engine import pretrain
 
-NPZ = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cifar10-mini.npz"
 epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 8
 backbone = sys.argv[2] if len(sys.argv) > 2 else "resnet18"
 small_stem = (sys.argv[3] if len(sys.argv) > 3 else "false") == "true"
 chosen = sys.argv[4:] or ["biased", "unbiased", "no_dcor"]
-PROVIDERS = {"pixels": {"weight": 1.0}, "lsd": {"weight": 1.0},
-             "hog": {"weight": 1.0, "params": {"orientations": 12, "pixels_per_cell": 8, "cells_per_block": 2}}}
+PROVIDERS = HAND
 VARIANTS = {
     "biased": {"providers": PROVIDERS, "loss": {"dcor_estimator": "biased"}},
     "unbiased": {"providers": PROVIDERS, "loss": {"dcor_estimator": "unbiased"}},

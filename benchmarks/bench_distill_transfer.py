@@ -19,12 +19,11 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from common import emit, pad_crop_flip
+from common import CIFAR_NPZ as NPZ, HAND, emit, pad_crop_flip
 from mvmr.config import build_recipe
 from mvmr.engine import pretrain
 from mvmr.eval import knn_classify
 
-NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini.npz"
 CACHE = Path(__file__).resolve().parent / ".cache"
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
 EPOCHS, BATCH = 6, 128
@@ -115,8 +114,6 @@ def plain_baseline(data, teacher_path: Path, seed: int, lr: float = 1e-3) -> flo
 LIGHT = {"crop_scale": [0.6, 1.0], "jitter_p": 0.0, "gray_p": 0.0, "blur_p": 0.0}  # resized crop + flip
 PAD = {"crop": "pad", "pad": 4, "jitter_p": 0.0, "gray_p": 0.0, "blur_p": 0.0}  # the baseline's pad-4 crop + flip
 NO_ZERO_INIT = {"zero_init_residual": False}
-HAND = {"pixels": {"weight": 1.0}, "lsd": {"weight": 1.0},
-        "hog": {"weight": 1.0, "params": {"orientations": 12, "pixels_per_cell": 8, "cells_per_block": 2}}}
 NO_VIEW_TERMS = {"mse": 0.0, "variance": 0.0, "dcor_views": 0.0}
 
 

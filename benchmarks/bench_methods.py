@@ -9,13 +9,11 @@ import sys
 from pathlib import Path
 
 from bench_mira_search import variant_tree
-from common import cifar_tree, emit, train_and_measure
+from common import HAND, cifar_tree, emit, train_and_measure
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples" / "vicreg_plugin"))  # as if installed
 import mvmr_example.vicreg  # noqa: E402,F401  -- registers the vicreg method
 
-HAND = {"pixels": {"weight": 1.0}, "lsd": {"weight": 1.0},
-        "hog": {"weight": 1.0, "params": {"orientations": 12, "pixels_per_cell": 8, "cells_per_block": 2}}}
 VARIANTS = {
     "mvmr": lambda e: cifar_tree(e, method="mvmr", providers=HAND),
     "mvmr_no_dcor": lambda e: cifar_tree(e, method="mvmr", loss={"dcor_views": 0.0}),

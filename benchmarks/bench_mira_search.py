@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import yaml
-from common import CIFAR_NPZ, cifar_tree, emit, train_and_measure
+from common import CIFAR_NPZ, HAND, cifar_tree, emit, train_and_measure
 
 K = 300
 BASE = {"method": "mira", "mira": {"prototypes": K, "views": "recipe"}, "student": {"projector": "1024-1024-128"}}
-DCOR_VIEWS = {"pixels": {"weight": 1.0}}  # one provider: 1 - dCor(embedding, pixels of the original)
+PIXELS = {"pixels": {"weight": 1.0}}  # one provider: 1 - dCor(embedding, pixels of the original)
 VIEW_TERMS = {"mse": 1.0, "variance": 1.0, "dcor_views": 1.0}  # MV-MR's terms between the two global views
 LEVERS = {  # each a dict of section updates; 'a+b' applies a then b on top of BASE
     "base": {},
@@ -22,8 +22,7 @@ LEVERS = {  # each a dict of section updates; 'a+b' applies a then b on top of B
     "d16": {"student": {"projector": "1024-1024-16"}},
     "own": {"mira": {"targets": "all"}},
     "wide": {"student": {"projector": "1024-1024"}},
-    "hand": {"providers": {"pixels": {"weight": 1.0}, "lsd": {"weight": 1.0}, "hog": {"weight": 1.0, "params": {
-        "orientations": 12, "pixels_per_cell": 8, "cells_per_block": 2}}}},
+    "hand": {"providers": HAND},
     "bneck16": {"mira": {"bottleneck": 16}},
     "multicrop": {"mira": {"local_crops": 4, "local_size": 16}},
     "official_views": {"mira": {"views": "official"}},
@@ -35,7 +34,7 @@ LEVERS = {  # each a dict of section updates; 'a+b' applies a then b on top of B
     "weak": {"data": {"augment": {"crop": "pad", "pad": 4}}},
     "bn": {"student": {"projector_output_bn": True}},
     "data_init": {"mira": {"prototype_init": "data"}},
-    "pixels": {"providers": DCOR_VIEWS},
+    "pixels": {"providers": PIXELS},
 }
 ALIASES = {"bn_data": "bn+data_init", "hybrid": "pixels", "bn_data_hybrid": "bn+data_init+pixels"}  # earlier names
 

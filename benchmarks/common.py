@@ -40,6 +40,9 @@ def pad_crop_flip(x: "torch.Tensor", g: "torch.Generator", pad: int = 4) -> "tor
 
 
 CIFAR_NPZ = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini.npz"
+# The hand-crafted providers every CIFAR benchmark uses (the quickstart's): pixels, local std, HOG.
+HAND = {"pixels": {"weight": 1.0}, "lsd": {"weight": 1.0},
+        "hog": {"weight": 1.0, "params": {"orientations": 12, "pixels_per_cell": 8, "cells_per_block": 2}}}
 
 
 def cifar_tree(epochs: int, **sections: dict) -> dict:

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import Recipe, Section
 from ..data import AugmentSpec, Batch, augment_spec
-from ..distributed import gather_with_grad, is_distributed
+from ..distributed import gather_rows, gather_with_grad, is_distributed
 from ..losses import (MVMRObjective, distance_correlation, mira_assign, sinkhorn_assign, swapped_cross_entropy,
                       weighted_total)
 from ..models import Student
@@ -141,7 +141,7 @@ class MIRA(Method):
     def prototypes_from(self, embeddings: torch.Tensor) -> None:
         """Prototypes := normalised embeddings of distinct random rows of the global batch (the same rows on every
         process); if K exceeds the rows, the remaining prototypes stay random."""
-        rows = gather_with_grad(embeddings.float())
+        rows = gather_rows(embeddings.float())
         g = torch.Generator().manual_seed(self.recipe.trainer.seed)
         chosen = torch.randperm(rows.shape[0], generator=g)[: self.cfg.prototypes].to(rows.device)
         self.prototypes[: chosen.numel()] = F.normalize(rows[chosen], dim=1)
