@@ -178,6 +178,13 @@ class HOG(mvmr.Provider):
             per_channel = (n_r - b_r + 1) * (n_c - b_c + 1) * b_r * b_c * self.orientations
         return per_channel * (3 if self.channels == "each" else 1)
 
+    def check_input_size(self, height: int, width: int) -> None:
+        (c_r, c_c), (b_r, b_c) = self.pixels_per_cell, self.cells_per_block
+        if height // c_r < b_r or width // c_c < b_c:
+            raise ValueError(f"a {height}x{width} image has {height // c_r}x{width // c_c} cells of {c_r}x{c_c} px, "
+                             f"fewer than a {b_r}x{b_c} block; use smaller pixels_per_cell or cells_per_block, or "
+                             f"larger images")
+
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         x = images if images.dtype in (torch.float32, torch.float64) else images.float()
         if self.channels == "gray":

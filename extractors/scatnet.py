@@ -40,14 +40,18 @@ class ScatNet(mvmr.Provider):
     def output_dim(self, height: int, width: int) -> int:
         return 3 * n_coefficients(self.J, self.L) * (height // 2**self.J) * (width // 2**self.J)
 
+    def check_input_size(self, height: int, width: int) -> None:
+        if min(height, width) < 2**self.J:
+            raise ValueError(f"scatnet with J={self.J} needs images of at least {2**self.J} px, got {height}x{width}; "
+                             f"lower params.J or use larger images")
+
     def weights_digest(self) -> str:
         return ""  # the filters are a function of (J, L, size): nothing learned to identify
 
     def _transform(self, height: int, width: int, device: torch.device) -> nn.Module:
         key = f"{height}x{width}"
         if key not in self._transforms:
-            if min(height, width) < 2**self.J:
-                raise ValueError(f"scatnet with J={self.J} needs images of at least {2**self.J} px, got {height}x{width}")
+            self.check_input_size(height, width)
             self._transforms[key] = scattering_class()(J=self.J, shape=(height, width), L=self.L)
         return self._transforms[key].to(device)
 

@@ -11,12 +11,14 @@ points, through this public API:
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # Provider (torch) is imported on first use, so that `import mvmr` and the CLI start light
+    from .providers import Provider
 
 __version__ = "0.2.0"
 
 from .errors import MVMRError  # noqa: E402
-from .providers import Provider  # noqa: E402
 from .registry import (create_provider, datasets as _datasets, extractors as _extractors,  # noqa: E402
                        methods as _methods, teachers as _teachers)
 
@@ -73,7 +75,7 @@ def list_datasets() -> list[str]:
 
 def __getattr__(name: str):
     """The heavier public classes, imported on first use (``import mvmr`` stays light)."""
-    lazy = {"Method": ("methods", "Method"), "Section": ("config", "Section"), "Student": ("models", "Student"),
+    lazy = {"Provider": ("providers", "Provider"), "Method": ("methods", "Method"), "Section": ("config", "Section"), "Student": ("models", "Student"),
             "Batch": ("data", "Batch"), "ArrayDataset": ("data.datasets", "ArrayDataset"),
             "FrozenEncoder": ("encoders", "FrozenEncoder"), "DataConfig": ("config", "DataConfig"),
             "FeatureRegularizer": ("regularizer", "FeatureRegularizer")}

@@ -29,6 +29,7 @@ ORIGINAL_VIEW = "resize-short-side+center-crop/v1"
 FORMAT = "mvmr-feature-cache/1"  # written into every meta.json: `cache clear` removes only folders that carry it
 KEY_PATTERN = re.compile(r"^[0-9a-f]{24}$")
 TEMP_PATTERN = re.compile(r"^\.[0-9a-f]{24}\.[A-Za-z0-9_]+$")  # FeatureCache.open's mkdtemp names
+MARKER = ".mvmr-feature-cache"  # written first into every cache folder: what `cache clear` looks for in a temporary
 log: Callable[[str], None] = lambda msg: print(f"[mvmr cache] {msg}")  # noqa: E731
 
 
@@ -79,6 +80,7 @@ class FeatureCache:
             shutil.rmtree(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        (tmp / MARKER).write_text(FORMAT + "\n")
         np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float32, shape=(n, dim)).flush()
         np.save(tmp / "filled.npy", np.zeros(n, dtype=np.uint8))
         _write_json(tmp / "meta.json", {"format": FORMAT, "description": description, "n": n, "dim": dim,

@@ -3,24 +3,36 @@ caches ahead of training (``cache build``)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .cache import FORMAT, KEY_PATTERN, TEMP_PATTERN, CachedFeatures, FeatureCache, open_caches
+from .cache import FORMAT, KEY_PATTERN, MARKER, TEMP_PATTERN, CachedFeatures, FeatureCache, open_caches
 from .errors import MVMRError
+
+
+CLEARING = ".mvmr-clearing."  # where `cache clear` moves caches before deleting them
 
 
 def is_cache_folder(path: Path) -> bool:
     """True only for what mvmr created: a real folder (not a symlink) named by a cache key whose meta.json says it
-    is an mvmr feature cache, or one of FeatureCache.open's temporary folders."""
+    is an mvmr feature cache, or one of FeatureCache.open's temporary folders (named like one and holding mvmr's
+    marker file: a user's folder that only looks like one stays)."""
     if path.is_symlink() or not path.is_dir():
         return False
+    if path.name.startswith(CLEARING):  # left by a `cache clear` killed while deleting: only caches inside
+        return all(is_cache_folder(p) for p in path.iterdir())
     if TEMP_PATTERN.match(path.name):
-        return True
+        marker = path / MARKER
+        try:
+            return not marker.is_symlink() and marker.is_file() and marker.read_text().strip() == FORMAT
+        except OSError:
+            return False
     if not KEY_PATTERN.match(path.name) or (path / "meta.json").is_symlink():
         return False
     try:
@@ -35,9 +47,27 @@ def clear_caches(root: Path, dry_run: bool = False) -> list[Path]:
     if not root.is_dir():
         raise MVMRError(f"cache folder '{root}' does not exist or is not a folder; pass --dir with a cache folder")
     found = sorted(p for p in root.iterdir() if is_cache_folder(p))
-    if not dry_run:
+    if dry_run or not found:
+        return found
+    # Move every cache out of sight first (a rename needs the parent writable): if that fails, nothing is deleted.
+    def refuse(exc: OSError) -> MVMRError:
+        return MVMRError(f"cache clear: cannot remove caches from '{root}' ({exc.strerror or exc}); nothing was "
+                         f"deleted: fix the folder's permissions")
+    try:
+        trash = Path(tempfile.mkdtemp(dir=root, prefix=CLEARING))
+    except OSError as exc:
+        raise refuse(exc) from None
+    moved: list[Path] = []
+    try:
         for p in found:
-            shutil.rmtree(p)
+            os.rename(p, trash / p.name)
+            moved.append(p)
+    except OSError as exc:
+        for p in moved:
+            os.rename(trash / p.name, p)
+        trash.rmdir()
+        raise refuse(exc) from None
+    shutil.rmtree(trash)
     return found
 
 
@@ -45,7 +75,7 @@ def cache_entries(root: Path) -> list[dict[str, Any]]:
     """Summary of every cache folder under ``root``."""
     out = []
     for meta_path in sorted(p / "meta.json" for p in Path(root).expanduser().glob("*") if is_cache_folder(p)
-                            and not TEMP_PATTERN.match(p.name)):
+                            and not TEMP_PATTERN.match(p.name) and not p.name.startswith(CLEARING)):
         try:
             meta = json.loads(meta_path.read_text())
             filled = np.load(meta_path.parent / "filled.npy", mmap_mode="r")
@@ -72,7 +102,7 @@ def build_caches(recipe) -> list[str]:
     rank, world = dist_utils.rank(), dist_utils.world_size()
     providers = {name: p.to(device) for name, p in build_providers(recipe).items()}
     base = build_dataset(recipe.data, "ssl")
-    args = (providers, dataset_identity(recipe.data, "ssl", len(base)), len(base), recipe.data.image_size,
+    args = (providers, dataset_identity(recipe.data, "ssl", base), len(base), recipe.data.image_size,
             Path(recipe.trainer.cache_dir))
     caches = open_caches(*args) if rank == 0 else None
     dist_utils.barrier()

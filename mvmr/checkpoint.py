@@ -70,17 +70,24 @@ def save_checkpoint(state: Mapping[str, Any], path: Path) -> None:
     """Write a training checkpoint atomically; refuse (keeping the previous one) if any weight or optimizer
     statistic is NaN or Inf."""
     bad = first_nonfinite({"method": state.get("method", {}), "optimizer": state.get("optimizer", {})})
+    kept = (f"the last good one stays at {path}" if Path(path).is_file() else "no earlier checkpoint exists")
     if bad is not None:
         raise NonFiniteError(f"'{bad}' holds NaN or Inf at step {state.get('step')}: not writing a checkpoint; "
-                             f"the last good one stays at {path} (lower optim.lr, or check the providers)")
-    atomic_save(dict(state), path)
+                             f"{kept} (lower optim.lr, or check the providers)")
+    try:
+        atomic_save(dict(state), path)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write the checkpoint of step {state.get('step')} to {path} "
+                              f"({exc.strerror or exc}); {kept}: free disk space (or fix the folder) and resume "
+                              f"with --resume") from None
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The raw dict of an mvmr checkpoint, loaded without unpickling arbitrary objects."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        raise CheckpointError(f"checkpoint '{path}' " + ("is a folder; name the file, e.g. RUN/checkpoints/last.pt"
+                                                         if path.is_dir() else "does not exist"))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -96,6 +103,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "recipe" not in state or "method" not in state:
         raise CheckpointError(f"'{path}' is not an mvmr checkpoint (no recipe and method inside); "
                               f"pass a run's checkpoints/last.pt")
+    if not isinstance(state["recipe"], dict):
+        raise CheckpointError(f"'{path}': its recipe is a {type(state['recipe']).__name__}, not a mapping; it was not "
+                              f"written by mvmr (or was edited): use the run's own checkpoint")
+    method = state["method"]
+    if not isinstance(method, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in method.items()):
+        raise CheckpointError(f"'{path}': its 'method' entry is not a state_dict of tensors; it was not written by "
+                              f"mvmr (or was edited): use the run's own checkpoint")
     state["recipe"] = with_projector_bias(state["recipe"], state["method"])
     return state
 

@@ -10,41 +10,89 @@ import functools
 from typing import Annotated, Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator,
+                      model_validator)
 
 from .errors import ConfigError
 
 
-# A layer spec such as 8192-8192-8192; a single width written in YAML (512) arrives as an int.
-LayerSpec = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)]
+def _layer_spec(v: Any) -> Any:
+    """'8192-8192-8192' (a single width written in YAML, 512, arrives as an int); '' is no projector."""
+    v = str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+    if isinstance(v, str) and v:
+        parts = v.split("-")
+        if not all(p.isdigit() and int(p) >= 1 for p in parts):
+            raise ValueError(f"a layer spec is widths ≥ 1 joined by '-', such as 8192-8192-8192 (got {v!r})")
+    return v
+
+
+LayerSpec = Annotated[str, BeforeValidator(_layer_spec)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+MAX_IMAGE_SIZE = 4096  # a bound on data.image_size: larger sides allocate terabytes per batch
+
+
+def _ordered_range(v: tuple[float, float], what: str, low: float, high: float, open_low: bool = True):
+    lo, hi = v
+    if not ((lo > low if open_low else lo >= low) and lo <= hi <= high):
+        bound = f"{low} < lo" if open_low else f"{low} ≤ lo"
+        raise ValueError(f"{what} must be [lo, hi] with {bound} ≤ hi ≤ {high}, got [{lo}, {hi}]")
+    return v
 
 
 class Section(BaseModel):
-    """A recipe section: unknown keys are errors. A method's own settings subclass this."""
+    """A recipe section: unknown keys are errors, and so are NaN and infinite numbers. A method's own settings
+    subclass this."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class AugmentConfig(Section):
     crop: Literal["resized", "pad"] = "resized"  # pad: the CIFAR crop (reflect-pad by `pad`, random crop)
     pad: int = Field(4, ge=0)
     crop_scale: tuple[float, float] = (0.08, 1.0)
-    flip_p: float = 0.5
+    flip_p: Probability = 0.5
     jitter: tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2)
-    jitter_p: float = 0.8
-    gray_p: float = 0.2
-    blur_p: float = 1.0  # the official MV-MR transform always blurs (kernel 2·int(0.05·size)+1, σ ∈ [0.1, 2])
+    jitter_p: Probability = 0.8
+    gray_p: Probability = 0.2
+    blur_p: Probability = 1.0  # the official MV-MR transform always blurs (kernel 2·int(0.05·size)+1, σ ∈ [0.1, 2])
     blur_sigma: tuple[float, float] = (0.1, 2.0)
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _scale(cls, v):
+        return _ordered_range(v, "crop_scale", 0.0, 1.0)
+
+    @field_validator("blur_sigma")
+    @classmethod
+    def _sigma(cls, v):
+        return _ordered_range(v, "blur_sigma", 0.0, float("inf"))
+
+    @field_validator("jitter")
+    @classmethod
+    def _jitter(cls, v):
+        if min(v) < 0 or v[3] > 0.5:
+            raise ValueError(f"jitter is (brightness, contrast, saturation, hue), each ≥ 0 and hue ≤ 0.5, got {list(v)}")
+        return v
 
 
 class DataConfig(Section):
     name: str = "digits"
     root: str = "~/data"
-    image_size: int = Field(32, ge=8)
+    image_size: int = Field(32, ge=8, le=MAX_IMAGE_SIZE)
     download: bool = False
     limit: Optional[int] = Field(None, ge=1, description="use only the first N training images (smoke runs)")
+    fingerprint: Literal["stat", "content"] = Field(
+        "stat", description="how the feature cache recognises changed files: their paths, sizes and modification "
+                            "times (stat, cheap), or also a hash of their bytes (content)")
     augment: AugmentConfig = AugmentConfig()
     params: dict[str, Any] = Field({}, description="extra settings for a plug-in dataset's builder")
+
+    @model_validator(mode="after")
+    def _pad_fits(self):
+        if self.augment.crop == "pad" and self.augment.pad >= self.image_size:
+            raise ValueError(f"data.augment.pad={self.augment.pad} must be smaller than data.image_size="
+                             f"{self.image_size} (reflect padding)")
+        return self
 
 
 class StudentConfig(Section):
@@ -81,7 +129,7 @@ class OptimConfig(Section):
     lr_scaling: Literal["none", "linear", "sqrt"] = Field(
         "none", description="linear: lr × batch_size / 256 (MIRA, SwAV); sqrt: lr × sqrt(batch_size) / 4")
     weight_decay: float = Field(1e-6, ge=0)
-    momentum: float = 0.9
+    momentum: float = Field(0.9, ge=0, le=1)
     batch_size: int = Field(256, ge=2)
     epochs: int = Field(100, ge=1)
     warmup_epochs: float = Field(10, ge=0)
@@ -92,7 +140,7 @@ class OptimConfig(Section):
 class TrainerConfig(Section):
     device: str = "auto"
     precision: Literal["fp32", "fp16", "bf16"] = "fp16"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     num_workers: int = Field(8, ge=0)
     max_steps: Optional[int] = Field(None, ge=1)
     checkpoint_every: int = Field(1000, ge=1)
@@ -106,8 +154,8 @@ class TrainerConfig(Section):
 
 class EvalConfig(Section):
     knn_every: int = Field(1, ge=0, description="epochs between online k-NN evaluations (0: never)")
-    knn_k: int = 20
-    knn_t: float = 0.07
+    knn_k: int = Field(20, ge=1)
+    knn_t: float = Field(0.07, gt=0)
     limit: Optional[int] = Field(None, ge=1, description="evaluate on at most N train and N test images")
     batch_size: int = Field(256, ge=1, description="feature-extraction batch per process")
 
@@ -193,8 +241,28 @@ def split_key(dotted: str) -> list[str]:
     return keys + [current]
 
 
+PROVIDER_KEYS = ("weight", "params", "objective", "objective_params", "view", "representation")
+
+
+def _unquoted_provider(dotted: str) -> Optional[str]:
+    """The quoted form of ``providers.NAME.key`` when NAME holds '.' and was not quoted (e.g. a checkpoint path)."""
+    if not dotted.startswith("providers.") or '"' in dotted:
+        return None
+    rest = dotted[len("providers."):]
+    for key in PROVIDER_KEYS:
+        name, sep, tail = rest.partition(f".{key}")
+        if sep and "." in name and (tail == "" or tail.startswith(".")):
+            return f'providers."{name}".{key}{tail}'
+    return None
+
+
 def _set(tree: dict, dotted: str, value: Any, source: str) -> None:
     keys = split_key(dotted)
+    if any(k == "" for k in keys):
+        raise ConfigError(f"{source} '{dotted}={value}': the key has an empty part; write section.key=value")
+    quoted = _unquoted_provider(dotted)
+    if quoted is not None:
+        raise ConfigError(f"{source} '{dotted}': a provider name holding '.' must be quoted: --set '{quoted}=...'")
     node = tree
     for k in keys[:-1]:
         child = node.setdefault(k, {})
@@ -209,6 +277,8 @@ def parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"--set '{item}': expected section.key=value")
     key, raw = item.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"--set '{item}': nothing before '='; write section.key=value")
     try:
         value = yaml.safe_load(raw) if raw != "" else None
     except yaml.YAMLError:
@@ -221,7 +291,13 @@ def _format_error(err: ValidationError, source: str) -> str:
     loc = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{loc}'"
-    return f"{source}: '{loc}': {first['msg']} (got {first.get('input')!r})"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "finite_number":
+        message = "must be a finite number (NaN and infinity are refused)"
+    shown = repr(first.get("input"))
+    if len(shown) > 80 or isinstance(first.get("input"), dict):
+        return f"{source}: '{loc}': {message}"
+    return f"{source}: '{loc}': {message} (got {shown})"
 
 
 def build_recipe(tree: dict, overrides: Optional[list[str]] = None, source: str = "<recipe>") -> Recipe:

@@ -80,6 +80,11 @@ def check_device(device: str) -> None:
         raise ConfigError(f"trainer.device '{device}' is not a device; use auto, cpu, cuda or cuda:N") from None
     if kind == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"trainer.device '{device}': no CUDA device is available here; use auto or cpu")
+    if kind == "mps" and not (torch.backends.mps.is_available()):
+        raise ConfigError(f"trainer.device '{device}': no Apple MPS device is available here; use auto or cpu")
+    if kind not in ("auto", "cpu", "cuda", "mps"):
+        raise ConfigError(f"trainer.device '{device}' cannot train (mvmr trains on cpu, cuda or mps); use auto, "
+                          f"cpu or cuda")
 
 
 def setup(device: str = "auto") -> torch.device:

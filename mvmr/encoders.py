@@ -65,18 +65,19 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     stripping a DDP ``module.`` prefix."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise WeightsError(f"weights file '{path}' does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        raise WeightsError(f"weights file '{path}' " + ("is a folder; name the weight file itself" if path.is_dir()
+                                                         else "does not exist"))
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        try:
+            state = load_file(str(path))
+        else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            raise WeightsError(f"weights file '{path}' could not be read ({first}); pass a state_dict saved with "
-                               f"torch.save or a .safetensors file") from None
+    except Exception as exc:  # a damaged file, random bytes, a pickle of objects other than tensors
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise WeightsError(f"weights file '{path}' could not be read ({first}); pass a state_dict saved with "
+                           f"torch.save or a .safetensors file") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -24,6 +24,10 @@ class DataError(MVMRError, FileNotFoundError):
     """A dataset is missing or malformed on disk."""
 
 
+class MissingDataError(DataError):
+    """No dataset at the configured place (a labelled split may legitimately be absent)."""
+
+
 class WeightsError(MVMRError, FileNotFoundError):
     """Pretrained weights could not be found or loaded."""
 

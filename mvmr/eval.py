@@ -61,6 +61,11 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if len(torch.unique(train_y)) < 2:
+        from .errors import MVMRError
+
+        raise MVMRError(f"linear probe: the {len(train_y)} training images hold a single class; it needs at least "
+                        f"two (raise --limit, or evaluate on labelled data with several classes)")
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=C))
     clf.fit(train_x.numpy(), train_y.numpy())
     proba = clf.predict_proba(test_x.numpy())

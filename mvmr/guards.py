@@ -78,6 +78,8 @@ class StopSignals:
 
 
 def ignore_interrupts_in_worker(worker_id: int) -> None:  # noqa: ARG001
-    """DataLoader ``worker_init_fn``: Ctrl-C reaches the whole process group; the workers leave it to the main
-    process, which finishes its step and saves before stopping them."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """DataLoader ``worker_init_fn``: Ctrl-C, and the SIGTERM that ``timeout``, Slurm, ``docker stop`` and
+    Kubernetes send, reach the whole process group; the workers leave them to the main process, which finishes
+    its step and saves before stopping them."""
+    for s in StopSignals.SIGNALS:
+        signal.signal(s, signal.SIG_IGN)

@@ -1,7 +1,13 @@
 """The student: a torchvision or timm backbone without its classifier, and a projector from a spec string."""
 from __future__ import annotations
 
+import contextlib
+import io
+import socket
+import sys
+from pathlib import Path
 from typing import Optional
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -31,43 +37,65 @@ def apply_stem(model: nn.Module, stem: str) -> nn.Module:
     return model
 
 
+def _check_downloadable(url: str, timeout: float = 2.0) -> None:
+    """Before torch.hub creates its cache folder and tries to download ``url``: the file is in the hub cache
+    already, or its host answers within ``timeout`` seconds; else an OSError at once, with nothing written."""
+    if (Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name).is_file():
+        return
+    try:
+        socket.create_connection((urlparse(url).hostname, 443), timeout=timeout).close()
+    except OSError as exc:
+        raise OSError(f"no network: {urlparse(url).hostname} cannot be reached, and the file is not in "
+                      f"{Path(torch.hub.get_dir()) / 'checkpoints'}") from exc
+
+
 def build_backbone(name: str, stem: str = "standard", weights: Optional[str] = None,
-                   zero_init_residual: bool = True) -> tuple[nn.Module, int]:
+                   zero_init_residual: bool = True, what: Optional[str] = None) -> tuple[nn.Module, int]:
     """Backbone by name (torchvision ``resnet50`` or ``timm:<name>``), classifier removed; returns (model, dim).
 
     ``weights``: a torchvision weights tag (e.g. ``DEFAULT``, ``IMAGENET1K_V2``) for torchvision models; None is
     random initialisation. ``zero_init_residual`` zeroes the last BN of each residual branch (torchvision ResNets;
-    the official MV-MR, MIRA and VICReg code do so).
+    the official MV-MR, MIRA and VICReg code do so). ``what`` names the model in errors (a student or a teacher).
     """
+    what = what or f"student.backbone '{name}'"
     if name.startswith("timm:"):
         import timm
 
         try:
             model = timm.create_model(name[5:], pretrained=False, num_classes=0)
         except RuntimeError as exc:
-            raise ConfigError(f"student.backbone '{name}': {exc}") from None
+            raise ConfigError(f"{what}: {exc}") from None
         if stem != "standard":
             raise ConfigError("student.stem is for torchvision ResNets; pick a timm model made for small images")
         return model, model.num_features
     import torchvision.models as tvm
 
     if name not in tvm.list_models(module=tvm):
-        raise ConfigError(f"student.backbone '{name}' is not a torchvision classification model "
+        raise ConfigError(f"{what} is not a torchvision classification model "
                           f"(e.g. resnet18, resnet50; or timm:<name>)")
     kwargs = {"zero_init_residual": True} if zero_init_residual and "resne" in name and weights is None else {}
     try:
-        model = tvm.get_model(name, weights=weights, **kwargs)
+        if weights is not None:
+            _check_downloadable(tvm.get_model_weights(name)[weights].url)
+        with contextlib.redirect_stderr(io.StringIO()) as said:  # torch.hub's "Downloading: ..." line
+            model = tvm.get_model(name, weights=weights, **kwargs)
+        sys.stderr.write(said.getvalue())
     except (ValueError, KeyError) as exc:
-        raise ConfigError(f"torchvision weights '{weights}' for {name}: {exc}") from None
+        raise ConfigError(f"{what}: torchvision weights '{weights}': {exc}") from None
     except (OSError, RuntimeError) as exc:  # URLError is an OSError: no network
-        raise WeightsError(f"torchvision weights '{weights}' for {name} could not be downloaded ({exc}); "
-                           f"place them in the torch hub cache or use a local weights file") from None
+        reason = getattr(exc, "reason", None) or str(exc).splitlines()[0][:100]
+        raise WeightsError(f"{what}: torchvision weights '{weights}' could not be downloaded ({reason}); "
+                           f"pass a local file with --teacher-weights PATH (params.weights), or params.pretrained: "
+                           f"none for a random network") from None
     apply_stem(model, stem)
     head = "fc" if hasattr(model, "fc") else "classifier" if hasattr(model, "classifier") else "heads"
-    old = getattr(model, head)
-    dim = old.in_features if isinstance(old, nn.Linear) else [m for m in old.modules() if isinstance(m, nn.Linear)][0].in_features
+    old = getattr(model, head, None)
+    linears = [m for m in old.modules() if isinstance(m, nn.Linear)] if isinstance(old, nn.Module) else []
+    if not linears:
+        raise ConfigError(f"{what}: its classifier has no Linear layer to take the features from; "
+                          f"choose a model with a Linear head (resnet50, convnext_tiny, vit_b_16, ...) or timm:<name>")
     setattr(model, head, nn.Identity())
-    return model, dim
+    return model, linears[0].in_features
 
 
 PROJECTOR_BIASES = ("none", "last", "hidden")

@@ -33,6 +33,12 @@ class Provider(nn.Module, metaclass=abc.ABCMeta):
     def output_dim(self, height: int, width: int) -> int:
         """Length of the feature vector for images of this size."""
 
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise ``ValueError`` (one line, with the fix) when images of this size give no features; called before
+        training so that a provider that cannot work at ``data.image_size`` stops the run before it starts."""
+        if self.output_dim(height, width) < 1:
+            raise ValueError(f"gives no features for {height}x{width} images; use larger images")
+
     @abc.abstractmethod
     def extract(self, images: torch.Tensor) -> torch.Tensor:
         """Map (B, 3, H, W) images in [0, 1] to features with leading dimension B."""

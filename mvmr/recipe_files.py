@@ -12,15 +12,62 @@ from .config import Recipe, build_recipe
 from .errors import ConfigError
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            line = key_node.start_mark.line + 1
+            raise ConfigError(f"key '{key}' appears twice in one mapping (line {line}); keep one of them")
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _check_acyclic(tree: object, where: str = "", stack: tuple = ()) -> None:
+    """A recursive YAML alias (``a: &p {self: *p}``) makes a tree that contains itself: refuse it by name."""
+    if isinstance(tree, (dict, list)):
+        if id(tree) in stack:
+            raise ConfigError(f"'{where or '(top level)'}' contains itself through a recursive YAML alias; "
+                              f"write the value out instead")
+        items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+        for k, v in items:
+            _check_acyclic(v, f"{where}.{k}" if where else str(k), stack + (id(tree),))
+
+
+def parse_yaml(text: str) -> object:
+    """Safe YAML with duplicate keys and recursive aliases refused (ConfigError)."""
+    try:
+        tree = yaml.load(text, Loader=_StrictLoader)
+    except yaml.constructor.ConstructorError as exc:
+        if "recursive" not in str(exc):
+            raise
+        raise ConfigError(f"a recursive YAML alias (line {exc.problem_mark.line + 1 if exc.problem_mark else '?'}) "
+                          f"makes a value contain itself; write the value out instead") from None
+    _check_acyclic(tree)
+    return tree
+
+
 def read_recipe_tree(path: Union[str, Path]) -> dict:
     """The YAML mapping of a recipe file, or one clear error."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"recipe file '{path}' does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        raise ConfigError(f"recipe '{path}' " + ("is a folder; name a .yaml file" if path.is_dir() else "does not exist"))
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = parse_yaml(path.read_text()) or {}
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except OSError as exc:
+        raise ConfigError(f"recipe file '{path}' cannot be read ({exc.strerror or exc}); fix its permissions "
+                          f"or copy it somewhere readable") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(tree).__name__}")
     return tree
@@ -48,7 +95,7 @@ def resolve_recipe(name_or_path: Union[str, Path]) -> Path:
     if stem in packaged and (len(path.parts) == 1 or path.parts[0] == "recipes"):
         return packaged[stem]
     if path.is_dir():
-        raise ConfigError(f"recipe file '{path}' does not exist (it is a folder)")
+        raise ConfigError(f"recipe '{path}' is a folder; name a .yaml file")
     close = difflib.get_close_matches(stem, list(packaged), n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
     raise ConfigError(f"recipe file '{path}' does not exist and is no packaged recipe{hint} "

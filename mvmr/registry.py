@@ -13,10 +13,12 @@ import importlib.metadata
 import inspect
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from .errors import ProviderParamError, RegistryError
-from .providers import Provider, freeze
+from .errors import MVMRError, ProviderParamError, RegistryError
+
+if TYPE_CHECKING:  # torch is imported on first use: `import mvmr` (and the CLI's start) stays light
+    from .providers import Provider
 
 
 @dataclass
@@ -160,10 +162,14 @@ class ProviderRegistry(Registry):
 
     def create(self, name: str, **params: Any) -> Provider:
         """Build the provider ``name`` with ``params``, frozen, remembering name and params for its fingerprint."""
+        from .providers import Provider, freeze
+
         entry, spec = self.lookup(name)
-        _check_params(self.kind, name, entry.factory, params, takes_spec=spec is not None)
+        check_params(f"{self.kind} '{name}'", entry.factory, params, skip=1 if spec is not None else 0)
         try:
             provider = entry.factory(spec, **params) if spec is not None else entry.factory(**params)
+        except MVMRError:
+            raise
         except (TypeError, ValueError) as exc:
             raise ProviderParamError(f"{self.kind} '{name}': {exc}") from exc
         if not isinstance(provider, Provider):
@@ -174,16 +180,15 @@ class ProviderRegistry(Registry):
         return freeze(provider)
 
 
-def _check_params(kind: str, name: str, factory: Callable, params: dict, takes_spec: bool) -> None:
-    """Reject parameters the factory does not accept, naming the provider, the parameter and what it accepts."""
+def check_params(who: str, factory: Callable, params: dict, skip: int = 0) -> None:
+    """Reject parameters the factory does not accept, naming ``who``, the parameter and what it accepts; ``skip``
+    leading positional parameters are not the user's to give (a family's spec, an objective's dimensions)."""
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):
         return
     accepted = [p.name for p in sig.parameters.values()
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if takes_spec and accepted:
-        accepted = accepted[1:]
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)][skip:]
     if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
         return
     for key in params:
@@ -191,7 +196,7 @@ def _check_params(kind: str, name: str, factory: Callable, params: dict, takes_s
             close = difflib.get_close_matches(key, accepted, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ProviderParamError(
-                f"{kind} '{name}' has no parameter '{key}'{hint}; accepted: {', '.join(accepted) or '(none)'}"
+                f"{who} has no parameter '{key}'{hint}; accepted: {', '.join(accepted) or '(none)'}"
             )
 
 

@@ -20,10 +20,51 @@ def load_run(folder: Path) -> dict[str, Any]:
     if not metrics.is_file():
         raise MVMRError(f"report: '{folder}' is not a run folder (no metrics.jsonl); pass folders written by "
                         f"mvmr pretrain/distill")
-    records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    recipe = yaml.safe_load((folder / "recipe.yaml").read_text()) if (folder / "recipe.yaml").is_file() else {}
-    summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
-    return {"name": folder.name, "recipe": recipe or {}, "records": records, "summary": summary}
+    return {"name": folder.name, "recipe": _read_mapping(folder / "recipe.yaml", yaml.safe_load),
+            "records": read_records(metrics), "summary": _read_mapping(folder / "summary.json", json.loads)}
+
+
+def _read_mapping(path: Path, parse) -> dict[str, Any]:
+    """A run's recipe.yaml or summary.json (absent: empty), or one line naming the damaged file."""
+    if not path.is_file():
+        return {}
+    try:
+        tree = parse(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise MVMRError(f"report: '{path}' is damaged ({type(exc).__name__}); restore it, or delete it to report "
+                        f"without it") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise MVMRError(f"report: '{path}' holds a {type(tree).__name__}, not a mapping; restore it or delete it")
+    return tree
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of metrics.jsonl. A last line cut short (a run still writing, or killed) is skipped; any other
+    bad line is one error naming the file and the line."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MVMRError(f"report: cannot read '{path}' ({exc})") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if number == len(lines):
+                continue  # the run is still writing it, or was killed mid-line
+            raise MVMRError(f"report: '{path}' line {number} is not JSON; a metrics file holds one JSON record per "
+                            f"line (remove that line)") from None
+        if not isinstance(record, dict):
+            raise MVMRError(f"report: '{path}' line {number} is {type(record).__name__} {line.strip()[:20]!r}, not a "
+                            f"record (a JSON object); remove that line")
+        if "loss" in record and not isinstance(record.get("step"), int):
+            raise MVMRError(f"report: '{path}' line {number} has a loss but no integer 'step'; remove that line")
+        records.append(record)
+    return records
 
 
 def _minutes(run: dict[str, Any]) -> Optional[float]:
@@ -74,8 +115,13 @@ def _save(fig, path: Path) -> Path:
 
 def plot_runs(runs: list[dict[str, Any]], out: Path) -> list[Path]:
     """Write terms.png, dcor.png, knn.png and throughput.png into ``out``; returns the files written."""
+    if out.exists() and not out.is_dir():
+        raise MVMRError(f"report: --out '{out}' is a file; name a folder for the PNG files")
     plt = _pyplot()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MVMRError(f"report: cannot create '{out}' ({exc.strerror or exc}); choose a writable --out") from None
     steps = [[r for r in run["records"] if "loss" in r] for run in runs]
     skip = {"step", "epoch", "lr", "time", "images_per_s"}
     terms = sorted({k for recs in steps for r in recs for k in r if k not in skip}, key=lambda k: (k != "loss", k))

@@ -9,11 +9,7 @@ import mvmr
 from mvmr.encoders import FrozenEncoder, file_digest, load_strict, offline_unless_reachable
 from mvmr.errors import WeightsError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-Preprocess = dict  # size, crop_pct, mean, std, interpolation: None keeps the model's own
+from mvmr.models import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _preprocess(defaults: dict, size, crop_pct, mean, std, interpolation) -> dict:
@@ -67,7 +63,7 @@ def torchvision_teacher(spec: str, pretrained: str = "DEFAULT", weights: Optiona
     from mvmr.models import build_backbone
 
     tag = None if (pretrained.lower() == "none" or weights is not None) else pretrained
-    model, dim = build_backbone(spec, stem, weights=tag, zero_init_residual=False)
+    model, dim = build_backbone(spec, stem, weights=tag, zero_init_residual=False, what=f"teacher 'torchvision:{spec}'")
     weights_id = f"torchvision:{spec}:{tag}" if tag else None
     if weights is not None:
         load_strict(model, weights, f"teacher 'torchvision:{spec}'")
@@ -82,7 +78,8 @@ def mvmr_teacher(spec: str, half: bool = False) -> FrozenEncoder:
 
     path = Path(spec).expanduser()
     if not path.is_file():
-        raise WeightsError(f"teacher 'mvmr:{spec}': checkpoint '{path}' does not exist")
+        raise WeightsError(f"teacher 'mvmr:{spec}': checkpoint '{path}' "
+                           + ("is a folder; name the file, e.g. RUN/checkpoints/last.pt" if path.is_dir() else "does not exist"))
     recipe, method = load_checkpoint(path, with_providers=False)
     student = method.student
     # The student normalises inside embed(); the encoder only resizes.

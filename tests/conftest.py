@@ -89,3 +89,21 @@ def run_main(capsys):
         out = capsys.readouterr()
         return code, out.out, out.err
     return run
+
+
+@pytest.fixture
+def signal_at_step(monkeypatch):
+    """signal_at_step(step, signum): this process receives ``signum`` while the loop computes ``step`` (0-based)."""
+    import os
+
+    import mvmr.engine.optim as engine
+
+    def arm(step: int, signum: int) -> None:
+        real = engine.lr_at
+
+        def lr_at(s, *args):
+            if s == step:
+                os.kill(os.getpid(), signum)
+            return real(s, *args)
+        monkeypatch.setattr(engine, "lr_at", lr_at)
+    return arm

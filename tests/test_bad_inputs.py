@@ -5,6 +5,7 @@ one), no traceback, and the file tree (run folders, caches, recipes, data, HOME)
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -112,6 +113,41 @@ def world(tmp_path_factory):
     (w / "payload_provider.yaml").write_text(yaml.safe_dump(provider_recipe))
     (w / "list.yaml").write_text("- a\n- b\n")
     (w / "broken.yaml").write_text("optim: {lr: [1, 2\n")
+    text = yaml.safe_dump(good)
+    (w / "dup.yaml").write_text(text + "optim: {lr: 0.5}\n")
+    (w / "dup_nested.yaml").write_text(text.replace("optim:\n", "optim:\n  lr: 0.1\n  lr: 0.2\n", 1))
+    (w / "alias.yaml").write_text("method: mvmr\nproviders:\n  pixels:\n    params: &p {self: *p}\n")
+    (w / "exit_plugin.py").write_text("import sys\nsys.exit(0)\n")
+    (w / "garbage.safetensors").write_bytes(b"\x00\x01garbage" * 100)
+    torch.save({**state, "method": "not weights"}, w / "str_method.pt")
+    torch.save({**state, "recipe": "method: mvmr"}, w / "str_recipe.pt")
+    unfit = {**state, "method": {k: v for k, v in state["method"].items() if not k.endswith("running_mean")}}
+    torch.save(unfit, w / "unfit.pt")
+    shutil.copytree(w / "run", w / "run_strrecipe")
+    torch.save({**state, "recipe": "method: mvmr"}, w / "run_strrecipe" / "checkpoints" / "last.pt")
+    np.savez(npz / "chw.npz", x_train=x.transpose(0, 3, 1, 2), y_train=y, x_test=x.transpose(0, 3, 1, 2), y_test=y)
+    np.savez(npz / "huge_label.npz", x_train=x, y_train=np.where(y == 0, 10**9, y), x_test=x, y_test=y)
+    np.savez(npz / "other.npz", x_train=x[:12], y_train=y[:12], x_test=x, y_test=y)
+    (w / "imagenet_noclass" / "train").mkdir(parents=True)
+    (w / "imagenet_noclass" / "train" / "README.txt").write_text("no class folders here")
+    for split, classes in (("train", ("a", "b")), ("val", ("a", "zebra"))):
+        for c in classes:
+            (w / "imagenet_unknown" / split / c).mkdir(parents=True)
+            Image.fromarray(x[0]).save(w / "imagenet_unknown" / split / c / "0.png")
+    # report folders, each with one damaged file
+    for name, lines in {"rep_notjson": ['{"step": 1, "loss": 1.0}', "{oops", '{"step": 2, "loss": 0.5}'],
+                        "rep_one": ['{"step": 1, "loss": 1.0}', "1"], "rep_nostep": ['{"loss": 1.0}'],
+                        "rep_recipe": ['{"step": 1, "loss": 1.0}'], "rep_summary": ['{"step": 1, "loss": 1.0}']}.items():
+        (w / name).mkdir()
+        (w / name / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (w / "rep_recipe" / "recipe.yaml").write_text("method: [mvmr\n")
+    (w / "rep_summary" / "summary.json").write_text('{"knn_top1": 5')
+    npz_run = {**good, "data": {"name": "npz", "root": str(npz / "good.npz"), "image_size": 16}}
+    (w / "npz_run.yaml").write_text(yaml.safe_dump(npz_run))
+    try:
+        main(["pretrain", str(w / "npz_run.yaml"), "--out", str(w / "run_npz")])
+    except SystemExit as exc:
+        assert exc.code == 0
     shutil.rmtree(w / "cwd")
     (w / "cwd").mkdir()
     return w
@@ -147,7 +183,7 @@ CASES = {
     "unknown-assigner": (P("method=mira", "mira.assigner=kmeans"), ["mira.assigner"]),
     "device-tpu9": (P("trainer.device=tpu9"), ["trainer.device 'tpu9'", "cpu"]),
     "unknown-backbone": (P("student.backbone=resnet9000"), ["student.backbone 'resnet9000'"]),
-    "bad-projector": (P("student.projector=wide"), ["projector spec 'wide'"]),
+    "bad-projector": (P("student.projector=wide"), ["student.projector", "8192-8192-8192"]),
     "small-stem-on-timm": (P("student.backbone=timm:resnet18", "student.small_stem=true"), ["student.stem"]),
     "stem-on-timm": (P("student.backbone=timm:resnet18", "student.stem=small_kernel"), ["student.stem", "timm"]),
     "unknown-stem": (P("student.stem=tiny"), ["student.stem"]),
@@ -241,7 +277,123 @@ CASES = {
     "unknown-command": (("pretrian",), ["No such command", "mvmr --help"]),
     "unknown-option": (("pretrain", "{w}/good.yaml", "--sett", "a=b"), ["--sett"]),
     "image-size-zero": (("extractors", "list", "--image-size", "0"), ["--image-size"]),
+    # --- round 3: recipe values (each refused before anything is written) ---
+    "crop-scale-negative": (P("data.augment.crop_scale=[-1,0]"), ["data.augment.crop_scale", "0.0 < lo"]),
+    "crop-scale-reversed": (P("data.augment.crop_scale=[0.9,0.2]"), ["data.augment.crop_scale"]),
+    "crop-scale-above-one": (P("data.augment.crop_scale=[0.5,2]"), ["data.augment.crop_scale"]),
+    "warmup-infinite": (P("optim.warmup_epochs=.inf"), ["optim.warmup_epochs", "finite"]),
+    "lr-nan": (P("optim.lr=.nan"), ["optim.lr", "finite"]),
+    "momentum-nan": (P("optim.momentum=.nan"), ["optim.momentum", "finite"]),
+    "momentum-negative": (P("optim.momentum=-0.5"), ["optim.momentum"]),
+    "weight-decay-inf": (P("optim.weight_decay=.inf"), ["optim.weight_decay", "finite"]),
+    "provider-weight-nan": (P("providers.pixels.weight=.nan"), ["providers.pixels.weight", "finite"]),
+    "provider-weight-inf": (P("providers.pixels.weight=-.inf"), ["providers.pixels.weight", "finite"]),
+    "loss-weight-nan": (P("loss.mse=.nan"), ["loss.mse", "finite"]),
+    "seed-huge": (P("trainer.seed=99999999999999999999999"), ["trainer.seed"]),
+    "seed-negative": (P("trainer.seed=-1"), ["trainer.seed"]),
+    "knn-k-negative": (P("eval.knn_k=-1"), ["eval.knn_k"]),
+    "knn-t-zero": (P("eval.knn_t=0"), ["eval.knn_t", "greater than 0"]),
+    "knn-t-nan": (P("eval.knn_t=.nan"), ["eval.knn_t"]),
+    "flip-p-five": (P("data.augment.flip_p=5"), ["data.augment.flip_p", "less than or equal to 1"]),
+    "gray-p-negative": (P("data.augment.gray_p=-3"), ["data.augment.gray_p"]),
+    "jitter-p-above-one": (P("data.augment.jitter_p=1.5"), ["data.augment.jitter_p"]),
+    "blur-p-negative": (P("data.augment.blur_p=-0.1"), ["data.augment.blur_p"]),
+    "jitter-negative": (P("data.augment.jitter=[-1,0.8,0.8,0.2]"), ["data.augment.jitter", "≥ 0"]),
+    "hue-above-half": (P("data.augment.jitter=[0.8,0.8,0.8,0.9]"), ["data.augment.jitter", "hue"]),
+    "blur-sigma-zero": (P("data.augment.blur_sigma=[0,0]"), ["data.augment.blur_sigma"]),
+    "blur-sigma-reversed": (P("data.augment.blur_sigma=[2,1]"), ["data.augment.blur_sigma"]),
+    "pad-as-large-as-image": (P("data.augment.crop=pad", "data.augment.pad=16"), ["data.augment.pad=16",
+                                                                                  "data.image_size=16"]),
+    "image-size-huge": (P("data.image_size=1000000"), ["data.image_size", "4096"]),
+    "projector-zero": (P("student.projector=0"), ["student.projector", "widths ≥ 1"]),
+    "projector-negative-width": (P("student.projector=32--16"), ["student.projector"]),
+    "recursive-alias": (("pretrain", "{w}/alias.yaml", "--out", "{w}/new"), ["alias.yaml", "recursive YAML alias"]),
+    "duplicate-section": (("pretrain", "{w}/dup.yaml", "--out", "{w}/new"), ["dup.yaml", "'optim' appears twice"]),
+    "duplicate-nested-key": (("pretrain", "{w}/dup_nested.yaml", "--out", "{w}/new"), ["'lr' appears twice"]),
+    "set-empty-key": (P("=5"), ["--set '=5'", "nothing before '='"]),
+    "set-empty-part": (P("optim..lr=1"), ["empty part"]),
+    "set-unquoted-provider-path": (P("providers.mvmr:{w}/run/checkpoints/last.pt.weight=2"),
+                                   ["must be quoted", 'providers."mvmr:{w}/run/checkpoints/last.pt".weight']),
+    # providers and objectives
+    "scatnet-J-too-large": (P("providers.scatnet.params.J=4", "data.image_size=8"), ["scatnet", "J=4", "16 px"]),
+    "hog-at-8px": (P("providers.hog.weight=1", "data.image_size=8"), ["provider 'hog'", "fewer than a 3x3 block"]),
+    "objective-param-typo": (P("providers.pixels.objective=mse", "providers.pixels.objective_params.hiddn=64"),
+                             ["providers.pixels.objective_params", "'hiddn'", "did you mean 'hidden'"]),
+    "objective-queue-negative": (P("providers.pixels.objective=seed", "providers.pixels.objective_params.queue=-5"),
+                                 ["providers.pixels.objective_params", "queue must be ≥ 0"]),
+    "objective-param-wrong-type": (P("providers.pixels.objective=mse",
+                                     "providers.pixels.objective_params.hidden=wide"), ["providers.pixels"]),
+    # backbone and device
+    "backbone-without-linear-head": (P("student.backbone=squeezenet1_0"), ["squeezenet1_0", "no Linear layer"]),
+    "device-mps": (P("trainer.device=mps"), ["trainer.device 'mps'", "cpu"]),
+    "device-meta": (P("trainer.device=meta"), ["trainer.device 'meta'", "cannot train"]),
+    # output paths
+    "out-is-a-file": (("pretrain", "{w}/good.yaml", "--out", "{w}/a_file"), ["--out", "a_file", "is a file"]),
+    "out-is-the-checkpoint": (("pretrain", "{w}/good.yaml", "--out", "{w}/run/checkpoints/last.pt"),
+                              ["last.pt", "is a file"]),
+    "out-under-a-file": (("pretrain", "{w}/good.yaml", "--out", "{w}/a_file/run"), ["a_file", "is a file"]),
+    "out-read-only": (("pretrain", "{w}/good.yaml", "--out", "/proc/mvmr_run"), ["/proc", "cannot write"]),
+    "out-empty": (("pretrain", "{w}/good.yaml", "--out", ""), ["--out is empty"]),
+    "cache-dir-is-a-file": (P("trainer.cache_dir={w}/a_file"), ["trainer.cache_dir", "a_file", "is a file"]),
+    "distill-out-empty": (("distill", "{w}/good.yaml", "--out", ""), ["--out is empty"]),
+    "report-out-is-a-file": (("report", "{w}/run", "--out", "{w}/a_file"), ["a_file", "is a file"]),
+    # mvmr report on damaged run folders
+    "report-line-not-json": (("report", "{w}/rep_notjson"), ["rep_notjson", "line 2", "not JSON"]),
+    "report-line-a-number": (("report", "{w}/rep_one"), ["line 2", "not a record"]),
+    "report-loss-without-step": (("report", "{w}/rep_nostep"), ["line 1", "no integer 'step'"]),
+    "report-corrupt-recipe": (("report", "{w}/rep_recipe"), ["rep_recipe/recipe.yaml", "damaged"]),
+    "report-corrupt-summary": (("report", "{w}/rep_summary"), ["rep_summary/summary.json", "damaged"]),
+    "report-not-a-run": (("report", "{w}/npz"), ["not a run folder"]),
+    # checkpoints
+    "eval-method-a-string": (("eval", "knn", "{w}/str_method.pt"), ["str_method.pt", "not a state_dict"]),
+    "eval-recipe-a-string": (("eval", "knn", "{w}/str_recipe.pt"), ["str_recipe.pt", "not a mapping"]),
+    "resume-recipe-a-string": (("pretrain", "{w}/good.yaml", "--out", "{w}/run_strrecipe", "--resume"),
+                               ["run_strrecipe", "not a mapping"]),
+    "export-method-a-string": (("export", "{w}/str_method.pt", "{w}/exports/b.pt"), ["not a state_dict"]),
+    "eval-weights-do-not-fit": (("eval", "knn", "{w}/unfit.pt"), ["do not fit", "missing", "running_mean"]),
+    "distill-weights-garbage-safetensors": (("distill", "{w}/good.yaml", "--teacher", "timm:resnet18",
+                                             "--teacher-weights", "{w}/garbage.safetensors", "--out", "{w}/new"),
+                                            ["garbage.safetensors", "could not be read"]),
+    "distill-weights-folder": (("distill", "{w}/good.yaml", "--teacher", "timm:resnet18", "--teacher-weights",
+                                "{w}/exports", "--out", "{w}/new"), ["exports", "is a folder"]),
+    "distill-mvmr-teacher-folder": (("distill", "{w}/good.yaml", "--teacher", "mvmr:{w}/run", "--out", "{w}/new"),
+                                    ["is a folder", "last.pt"]),
+    "eval-checkpoint-folder-says-folder": (("eval", "knn", "{w}/exports"), ["is a folder"]),
+    # evaluation
+    "eval-linear-one-class": (("eval", "linear", "{w}/run/checkpoints/last.pt", "--limit", "1"),
+                              ["single class", "--limit"]),
+    "npz-label-huge": (NPZ("huge_label"), ["class index 1000000000", "0..C-1"]),
+    # data: wrong fixes no longer suggested
+    "npz-channels-first": (NPZ("chw"), ["channels-first", "transpose(0, 2, 3, 1)"]),
+    "npz-root-is-folder": (P("data.name=npz", "data.root={w}/npz"), ["is a folder", "the .npz file itself"]),
+    "npz-missing-no-download-hint": (NPZ("absent"), ["npz", "data.root"]),
+    "imagefolder-no-class-folders": (P("data.name=imagefolder", "data.root={w}/imagenet_noclass", "data.limit=null"),
+                                     ["has no class folders", "<class>"]),
+    "imagefolder-val-unknown-class": (P("data.name=imagefolder", "data.root={w}/imagenet_unknown",
+                                        "data.limit=null", "eval.knn_every=1", "optim.batch_size=2"),
+                                      ["'zebra'", "train/"]),
+    "cifar10-root-is-a-file": (P("data.name=cifar10", "data.root={w}/a_file"), ["data.root", "is a file"]),
+    "cifar10-download-offline": (P("data.name=cifar10", "data.root={w}/downloads/cifar", "data.download=true"),
+                                 ["cifar10", "could not fetch", "data.root"]),
+    "resume-data-moved-to-other-data": (("pretrain", "{w}/npz_run.yaml", "--out", "{w}/run_npz", "--resume",
+                                         "--set", "data.root={w}/npz/other.npz"), ["other.npz", "length 16 vs 12"]),
+    # silent acceptance, now refused
+    "distill-resume-objective": (("distill", "{w}/good.yaml", "--out", "{w}/run", "--resume", "--objective",
+                                  "cosine"), ["--objective", "resume without"]),
+    "distill-resume-teacher-weights": (("distill", "{w}/good.yaml", "--out", "{w}/run", "--resume",
+                                        "--teacher-weights", "{w}/random.pt"), ["--teacher-weights"]),
+    "plugin-exits-on-import": (("pretrain", "{w}/good.yaml", "--out", "{w}/new", "--import", "{w}/exit_plugin.py"),
+                               ["exit_plugin.py", "sys.exit(0)"]),
+    "cache-info-missing-dir": (("cache", "info", "--dir", "{w}/nowhere"), ["nowhere", "does not exist"]),
+    "cache-info-dir-is-file": (("cache", "info", "--dir", "{w}/a_file"), ["a_file", "not a folder"]),
+    # misleading detail, now named right
+    "teacher-unknown-torchvision-model": (("distill", "{w}/good.yaml", "--teacher", "torchvision:notamodel", "--out",
+                                           "{w}/new"), ["teacher 'torchvision:notamodel'"]),
+    "teacher-torchvision-offline": (("distill", "{w}/good.yaml", "--teacher", "torchvision:resnet18", "--out",
+                                     "{w}/new"), ["torchvision:resnet18", "--teacher-weights", "pretrained: none"]),
 }
+if importlib.util.find_spec("tensorboard") is None:
+    CASES["tensorboard-missing"] = (P("trainer.tensorboard=true"), ["tensorboard", "pip install"])
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -257,12 +409,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, world, run_main, 
     assert "Traceback" not in err + out
     for needle in needles:
         assert needle.replace("{w}", str(world)) in lines[0], (needle, lines[0])
-    assert snapshot(world) == before, "the file tree changed"
+    after = snapshot(world)
+    assert after == before, ("the file tree changed", sorted(set(after) ^ set(before)),
+                             sorted(k for k in set(after) & set(before) if after[k] != before[k]))
     assert not (world / "MARKER").exists(), "a pickle payload ran"
 
 
 def test_catalogue_is_large():
-    assert len(CASES) >= 60
+    assert len(CASES) >= 150
 
 
 def test_cuda_asked_for_without_cuda(world, run_main, monkeypatch):

@@ -38,8 +38,9 @@ def test_cache_clear_removes_only_caches(tmp_path, run_main):
     root = tmp_path / "home"
     provider = mvmr.create_extractor("pixels")
     real = open_caches({"pixels": provider}, {"name": "x", "n": 4}, 4, 8, root)["pixels"].folder
-    half_made = root / f".{real.name}.abc_12"  # an interrupted FeatureCache.open
+    half_made = root / f".{real.name}.abc_12"  # an interrupted FeatureCache.open: its marker is written first
     half_made.mkdir()
+    (half_made / ".mvmr-feature-cache").write_text("mvmr-feature-cache/1\n")
     decoys = {".git": "HEAD", ".ssh": "id_rsa", ".config": "settings", ".venv": "pyvenv.cfg"}
     for folder, name in decoys.items():
         (root / folder).mkdir()
@@ -253,17 +254,8 @@ def test_killed_or_interrupted_run_resumes_to_identical_weights(reference, mode,
     _assert_same_run(reference / "reference", out)
 
 
-def test_sigterm_saves_and_exits_143(tmp_path, run_main, monkeypatch):
-    import mvmr.engine.optim as engine
-
-    real = engine.lr_at
-
-    def lr_at(step, *args):
-        if step == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real(step, *args)
-
-    monkeypatch.setattr(engine, "lr_at", lr_at)
+def test_sigterm_saves_and_exits_143(tmp_path, run_main, signal_at_step):
+    signal_at_step(1, signal.SIGTERM)
     code, _, err = run_main("pretrain", _recipe(tmp_path), "--out", tmp_path / "run")
     assert code == 143 and err.strip().startswith("interrupted at step 2; continue with: mvmr pretrain")
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["step"] == 2

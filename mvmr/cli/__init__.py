@@ -62,9 +62,10 @@ def main(argv: Optional[list[str]] = None) -> None:
         where = exc.ctx.command_path if exc.ctx is not None else "mvmr"
         typer.echo(f"error: {exc.format_message().rstrip('.')} (see '{where} --help')", err=True)
         sys.exit(2)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C outside a training loop (start-up, evaluation, ...)
+        code = 130
+    if code == 130:  # typer ≥ 0.29 turns a KeyboardInterrupt into a silent exit code 130
         typer.echo("aborted", err=True)
-        sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -76,6 +76,8 @@ def cache_info(directory: Optional[Path] = typer.Option(None, "--dir", help="Cac
     from ..cache_admin import cache_entries
 
     root = _cache_dir(directory)
+    if directory is not None and not root.is_dir():
+        raise MVMRError(f"cache folder '{root}' does not exist or is not a folder; pass --dir with a cache folder")
     entries = cache_entries(root)
     if not entries:
         typer.echo(f"no caches in {root}")

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import shlex
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import typer
 
@@ -22,7 +23,8 @@ def import_modules(names: list[str]) -> None:
             if name.endswith(".py"):
                 path = Path(name).expanduser()
                 if not path.is_file():
-                    raise MVMRError(f"--import: '{path}' does not exist")
+                    raise MVMRError(f"--import: '{path}' " + ("is a folder; name the .py file" if path.is_dir()
+                                                               else "does not exist"))
                 spec = importlib.util.spec_from_file_location(path.stem, path)
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[path.stem] = module
@@ -31,24 +33,31 @@ def import_modules(names: list[str]) -> None:
                 importlib.import_module(name)
         except MVMRError:
             raise
+        except SystemExit as exc:  # a plug-in that exits on import must not end the command with its code
+            raise MVMRError(f"--import {name}: importing it called sys.exit({exc.code!r}); a plug-in module must "
+                            f"only register things when imported") from None
         except Exception as exc:
             raise MVMRError(f"--import {name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
                             f"give an importable module name or a .py file") from None
 
 
-def _out_dir(recipe_path: Path, out: Optional[Path]) -> Path:
-    return out if out is not None else Path("runs") / recipe_path.stem
+def _out_dir(recipe_path: Path, out: Optional[str]) -> Path:
+    if out is not None and not out.strip():
+        raise MVMRError("--out is empty (an unset variable?); name the run folder, e.g. --out runs/my_run")
+    return Path(out).expanduser() if out is not None else Path("runs") / recipe_path.stem
 
 
-def _command(name: str, recipe: str, out_dir: Path, extra: str = "") -> str:
-    return f"mvmr {name} {recipe}{extra} --out {out_dir} --resume"
+def _command(name: str, recipe: str, out_dir: Path, extra: str = "", imports: Sequence[str] = ()) -> str:
+    """The command that resumes a run, with the --import modules its plug-ins need."""
+    shown = "".join(f" --import {shlex.quote(m)}" for m in imports)
+    return f"mvmr {name} {shlex.quote(str(recipe))}{extra} --out {shlex.quote(str(out_dir))} --resume{shown}"
 
 
 @app.command()
 def pretrain(recipe_name: str = typer.Argument(..., metavar="RECIPE",
                                                help="Recipe: a YAML file or a packaged recipe name (mvmr recipes list)."),
              set_: list[str] = typer.Option([], "--set", help="Override: section.key=value (repeatable)."),
-             out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<recipe name>)."),
+             out: Optional[str] = typer.Option(None, "--out", help="Run folder (default: runs/<recipe name>)."),
              resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its checkpoint."),
              imports: list[str] = typer.Option([], "--import", help=IMPORT_HELP)) -> None:
     """Pretrain a student with the recipe's method (MV-MR, MIRA, or a plug-in's)."""
@@ -60,7 +69,8 @@ def pretrain(recipe_name: str = typer.Argument(..., metavar="RECIPE",
     out_dir = _out_dir(recipe, out)
     # On --resume the checkpoint's recipe is the truth (--set may change only where/how long it runs).
     cfg = resume_recipe(out_dir, recipe, set_) if resume else load_recipe(recipe, set_)
-    summary = run(cfg, out_dir, resume, source=recipe, resume_command=_command("pretrain", recipe_name, out_dir))
+    summary = run(cfg, out_dir, resume, source=recipe,
+                  resume_command=_command("pretrain", recipe_name, out_dir, imports=imports))
     _print_summary(summary, out_dir)
 
 
@@ -73,7 +83,7 @@ def distill(teacher: Optional[str] = typer.Option(None, "--teacher", help="Teach
             objective: Optional[str] = typer.Option(None, "--objective", help="The teacher term's objective "
                                                     "(dcor, cosine, mse, rkd, sp, seed); default: the recipe's."),
             set_: list[str] = typer.Option([], "--set", help="Override: section.key=value (repeatable)."),
-            out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<recipe name>)."),
+            out: Optional[str] = typer.Option(None, "--out", help="Run folder (default: runs/<recipe name>)."),
             resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
             imports: list[str] = typer.Option([], "--import", help=IMPORT_HELP)) -> None:
     """Distil a frozen teacher into the student, label-free: the recipe's objective between a student
@@ -90,11 +100,16 @@ def distill(teacher: Optional[str] = typer.Option(None, "--teacher", help="Teach
         teachers.lookup(teacher)  # unknown teacher: one clear line before anything else
     extra = f" --teacher {teacher}" if teacher else ""
     if resume:
+        for flag, value in (("--objective", objective), ("--teacher-weights", teacher_weights)):
+            if value is not None:
+                raise MVMRError(f"--resume continues the run with its saved teacher settings; {flag} would change "
+                                f"them: resume without {flag}, or start a new run with another --out")
         cfg = resume_recipe(out_dir, recipe, set_)
         if teacher is not None and teacher not in cfg.providers:
             raise MVMRError(f"--resume: the run in {out_dir} distils {', '.join(cfg.providers) or 'no teacher'}, "
                             f"not '{teacher}'; resume without --teacher, or start a new run with another --out")
-        summary = run(cfg, out_dir, True, source=recipe, resume_command=_command("distill", recipe_name, out_dir, extra))
+        summary = run(cfg, out_dir, True, source=recipe,
+                      resume_command=_command("distill", recipe_name, out_dir, extra, imports))
         _print_summary(summary, out_dir)
         return
     teacher = teacher or "clip-vit-b16"
@@ -115,7 +130,7 @@ def distill(teacher: Optional[str] = typer.Option(None, "--teacher", help="Teach
         entry = {**entry, "objective": objective, "objective_params": {}}
     tree["providers"][teacher] = entry
     summary = run(build_recipe(tree, source=str(recipe)), out_dir, False, source=recipe,
-                  resume_command=_command("distill", recipe_name, out_dir, f" --teacher {teacher}"))
+                  resume_command=_command("distill", recipe_name, out_dir, f" --teacher {teacher}", imports))
     _print_summary(summary, out_dir)
 
 

@@ -1,13 +1,15 @@
 """Data: registered datasets (``datasets``), the views a step trains on (``views``), the augmentation (``augment``)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Optional
 
 import torch
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
-from ..errors import DataError, RegistryError
+from ..errors import DataError, MissingDataError, RegistryError
 from .. import registry  # registry.datasets: not imported by name, the submodule datasets.py would shadow it
 from .augment import AugmentSpec, PaperAugment
 from .views import Batch, OneView, Views, collate, original_view, to_float_image
@@ -39,25 +41,68 @@ def augment_spec(cfg: DataConfig) -> AugmentSpec:
 
 
 def has_labels(cfg: DataConfig) -> bool:
-    """True when labelled train/test splits exist for evaluation."""
+    """True when labelled train/test splits exist for evaluation (a test split that exists but is broken is an
+    error, not a reason to skip evaluation)."""
     try:
         build_dataset(cfg, "test")
         return True
-    except DataError:
+    except MissingDataError:
         return False
 
 
-def dataset_identity(cfg: DataConfig, split: str, length: int) -> dict:
-    """What identifies the images of a split (for cache keys): name, root (with size and mtime when it is a file),
-    split, image size, limit and length."""
+def dataset_files(dataset: Dataset) -> Optional[list[Path]]:
+    """The files a dataset reads (``mvmr_files``, set by the built-in builders; a plug-in may set it too), looking
+    through ``Subset``; None when it does not say."""
+    while isinstance(dataset, torch.utils.data.Subset):
+        dataset = dataset.dataset
+    files = getattr(dataset, "mvmr_files", None)
+    return None if files is None else [Path(f) for f in files]
+
+
+def files_fingerprint(files: list[Path], content: bool = False) -> dict[str, str]:
+    """Digests of a dataset's files, independent of where its folder lives: ``layout`` over the sorted relative
+    paths and sizes (what stays when the data is copied elsewhere), ``stat`` also over modification times (any
+    rewrite changes it), and with ``content`` the files' bytes."""
+    import hashlib
+
+    layout, stat, data = hashlib.sha256(), hashlib.sha256(), hashlib.sha256()
+    common = Path(os.path.commonpath([str(f) for f in files])) if files else Path()
+    if len(files) == 1:
+        common = files[0].parent
+    for f in sorted(files):
+        st = f.stat()
+        entry = f"{f.relative_to(common).as_posix()}\0{st.st_size}"
+        layout.update(entry.encode())
+        stat.update(f"{entry}\0{st.st_mtime_ns}\n".encode())
+        if content:
+            with open(f, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 24), b""):
+                    data.update(block)
+    out = {"layout": layout.hexdigest()[:24], "stat": stat.hexdigest()[:24]}
+    if content:
+        out["content"] = data.hexdigest()[:24]
+    return out
+
+
+def dataset_identity(cfg: DataConfig, split: str, dataset: Dataset) -> dict:
+    """What identifies the images of a split (for cache keys): name, root, split, image size, limit, length, and
+    a fingerprint of the files read (paths, sizes, modification times; also their bytes with
+    ``data.fingerprint: content``), so that files rewritten under the same path never reuse old features."""
     root = Path(cfg.root).expanduser().resolve()
     ident = {"name": cfg.name, "root": str(root), "split": split, "image_size": cfg.image_size,
-             "limit": cfg.limit, "length": length}
-    if root.is_file():
-        stat = root.stat()
-        ident.update(root_bytes=stat.st_size, root_mtime=stat.st_mtime_ns)
+             "limit": cfg.limit, "length": len(dataset)}
+    files = dataset_files(dataset)
+    if files is not None:
+        ident["files"] = files_fingerprint(files, content=cfg.fingerprint == "content")
     return ident
 
 
+def portable_identity(identity: dict) -> dict:
+    """The part of a dataset identity that stays when the data moves (``--resume`` with a new ``data.root``)."""
+    return {"name": identity["name"], "split": identity["split"], "length": identity["length"],
+            "limit": identity["limit"], "layout": (identity.get("files") or {}).get("layout")}
+
+
 __all__ = ["AugmentSpec", "PaperAugment", "Batch", "OneView", "Views", "collate", "original_view", "to_float_image",
-           "register_dataset", "build_dataset", "augment_spec", "has_labels", "dataset_identity", "SPLITS"]
+           "register_dataset", "build_dataset", "augment_spec", "has_labels", "dataset_identity", "dataset_files",
+           "files_fingerprint", "portable_identity", "SPLITS"]

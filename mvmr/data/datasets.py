@@ -6,14 +6,18 @@ them into float tensors in [0, 1].
 """
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
-from ..errors import DataError
+from ..errors import DataError, MissingDataError
+from ..paths import missing_dirs
 from ..registry import datasets
 
 register_dataset = datasets.register
@@ -34,23 +38,37 @@ class ArrayDataset(Dataset):
         return self.images[i], int(self.labels[i])
 
 
-def _missing(name: str, root: Path, what: str) -> DataError:
-    return DataError(f"{name}: no data at {root} (expected {what}); set data.download=true to fetch it, "
-                     f"or data.root to where it is")
+def _missing(name: str, root: Path, what: str, downloadable: bool = True) -> DataError:
+    fetch = "set data.download=true to fetch it, or " if downloadable else ""
+    return MissingDataError(f"{name}: no data at {root} (expected {what}); {fetch}set data.root to where it is")
 
 
 def _torchvision(name: str, cls_name: str, expected: str, **split_kwargs):
-    """Wrap a torchvision dataset class; turn its 'not found' error into one clear line."""
+    """Wrap a torchvision dataset class; turn its 'not found' error into one clear line, and a download that
+    fails (no network) into one line that leaves no folder behind."""
     def build(cfg: DataConfig, split: str) -> Dataset:
         import torchvision.datasets as tvd
 
         root = Path(cfg.root).expanduser()
+        if root.exists() and not root.is_dir():
+            raise DataError(f"{name}: data.root '{root}' is a file; set data.root to the folder that holds "
+                            f"{expected}")
+        made = missing_dirs(root) if cfg.download else []
         try:
-            return getattr(tvd, cls_name)(str(root), download=cfg.download, **split_kwargs[split])
+            ds = getattr(tvd, cls_name)(str(root), download=cfg.download, **split_kwargs[split])
         except RuntimeError as exc:
             if "not found" in str(exc).lower() or "download" in str(exc).lower():
                 raise _missing(name, root, expected) from None
             raise
+        except OSError as exc:  # URLError (no network), a full disk, a read-only folder
+            if made:
+                shutil.rmtree(made[0], ignore_errors=True)
+            reason = getattr(exc, "reason", None) or exc.strerror or exc
+            raise DataError(f"{name}: data.download=true could not fetch it into {root} ({reason}); download it "
+                            f"where there is network and set data.root to it") from None
+        base = Path(getattr(ds, "root", root)) / getattr(ds, "base_folder", "")
+        ds.mvmr_files = sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
+        return ds
     register_dataset(name, build)
 
 
@@ -62,16 +80,84 @@ _torchvision("cifar100", "CIFAR100", "cifar-100-python/",
              ssl={"train": True}, train={"train": True}, test={"train": False})
 
 
+def _walk_files(folder: str) -> list[str]:
+    """Every file under ``folder``, following symlinked folders but never into one already visited (a symlink
+    loop would list the same images again and again); an unreadable folder is an error, not a silent skip."""
+    seen: set[str] = set()
+
+    def refuse(exc: OSError) -> None:
+        raise DataError(f"imagefolder: cannot read '{exc.filename}' ({exc.strerror}); fix its permissions "
+                        f"(chmod -R u+rX) or remove it") from None
+
+    files = []
+    for root, dirs, names in os.walk(folder, followlinks=True, onerror=refuse):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        files += [os.path.join(root, n) for n in sorted(names)]
+    return files
+
+
+def _image_folder_class():
+    """torchvision's ImageFolder with a loop-safe walk and a class-to-index map that may come from another split."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
+
+    class Folder(ImageFolder):
+        def __init__(self, root: str, class_to_idx: Optional[dict[str, int]] = None) -> None:
+            self._given = class_to_idx
+            super().__init__(root, allow_empty=class_to_idx is not None)
+
+        def find_classes(self, directory):
+            try:
+                own = sorted(e.name for e in os.scandir(directory) if e.is_dir())
+            except OSError as exc:
+                raise DataError(f"imagefolder: cannot read '{directory}' ({exc.strerror}); fix its permissions") from None
+            if not own:
+                raise DataError(f"imagefolder: {directory} has no class folders; put the images in "
+                                f"{directory}/<class>/*.JPEG (one folder per class)")
+            if self._given is None:
+                return own, {c: i for i, c in enumerate(own)}
+            unknown = [c for c in own if c not in self._given]
+            if unknown:
+                raise DataError(f"imagefolder: {directory} has class folder '{unknown[0]}' that train/ does not "
+                                f"have; every class of {Path(directory).name}/ must also be in train/ (add it there "
+                                f"or remove it)")
+            return sorted(self._given, key=self._given.get), dict(self._given)
+
+        @staticmethod
+        def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+            samples, empty = [], []
+            for cls in sorted(class_to_idx):
+                target = os.path.join(directory, cls)
+                if not os.path.isdir(target):
+                    continue
+                found = [(f, class_to_idx[cls]) for f in _walk_files(target)
+                         if has_file_allowed_extension(f, IMG_EXTENSIONS)]
+                if not found:
+                    empty.append(target)
+                samples += found
+            if empty and not allow_empty:
+                raise DataError(f"imagefolder: class folder {empty[0]} holds no image "
+                                f"({', '.join(IMG_EXTENSIONS[:4])}, ...); add images to it or remove it")
+            return samples
+
+    return Folder
+
+
 class SafeImageFolder(Dataset):
     """torchvision's ImageFolder, except that an unreadable image never stops a run: it is reported (one line per
     file and process) and replaced by the next readable image, so the batch keeps its size, and a resumed run sees
-    exactly the same batches instead of crashing again at the same step."""
+    exactly the same batches instead of crashing again at the same step. ``class_to_idx``: the training split's
+    map, so that val/ labels mean the same classes even when val/ lacks some."""
 
-    def __init__(self, root: Path) -> None:
-        from torchvision.datasets import ImageFolder
-
-        self.folder = ImageFolder(str(root))
+    def __init__(self, root: Path, class_to_idx: Optional[dict[str, int]] = None) -> None:
+        self.folder = _image_folder_class()(str(root), class_to_idx)
         self.reported: set[int] = set()
+        self.mvmr_files = [Path(p) for p, _ in self.folder.samples]
 
     def __len__(self) -> int:
         return len(self.folder)
@@ -91,21 +177,30 @@ class SafeImageFolder(Dataset):
 
 @register_dataset("imagefolder")
 def _imagefolder(cfg: DataConfig, split: str) -> Dataset:
-    """ImageNet layout: ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG. A class folder with no image is an
-    error (dropping it would shift every later class index between train/ and val/); an unreadable image is
-    skipped (see SafeImageFolder)."""
-    root = Path(cfg.root).expanduser() / ("val" if split == "test" else "train")
+    """ImageNet layout: ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG. val/ takes train/'s class indices
+    (a class missing from val/ shifts nothing; one unknown to train/ is an error). A class folder of train/ with no
+    image is an error (dropping it would shift every later class index); an unreadable image is skipped (see
+    SafeImageFolder)."""
+    base = Path(cfg.root).expanduser()
+    root = base / ("val" if split == "test" else "train")
     if not root.is_dir():
-        raise _missing("imagefolder", root, "one sub-folder of images per class")
-    try:
+        raise _missing("imagefolder", root, "one sub-folder of images per class", downloadable=False)
+    if split != "test":
         return SafeImageFolder(root)
-    except FileNotFoundError as exc:
-        message = str(exc).split(". Supported")[0]
-        raise DataError(f"imagefolder: {root}: {message}; add images to that class folder or remove it") from None
+    if not (base / "train").is_dir():
+        raise _missing("imagefolder", base / "train", "one sub-folder of images per class", downloadable=False)
+    train_classes = _image_folder_class()(str(base / "train")).class_to_idx
+    return SafeImageFolder(root, train_classes)
+
+
+MAX_CLASSES = 100_000  # more than any labelled image dataset has (ImageNet-21k: 21,841)
 
 
 def _check_arrays(path: Path, x: np.ndarray, y: np.ndarray, part: str) -> None:
     """One clear line for each way an npz file's arrays can be wrong."""
+    if x.ndim == 4 and x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3):
+        raise DataError(f"npz: {path}: x_{part} {x.shape} looks channels-first (N, C, H, W); mvmr takes "
+                        f"channels-last images: save x.transpose(0, 2, 3, 1)")
     if x.dtype != np.uint8 or x.ndim != 4:
         raise DataError(f"npz: {path}: x_{part} must be uint8 images shaped (N, H, W, C), got {x.dtype} "
                         f"{x.shape}; convert with (x * 255).round().astype('uint8') if they are floats in [0, 1]")
@@ -121,14 +216,20 @@ def _check_arrays(path: Path, x: np.ndarray, y: np.ndarray, part: str) -> None:
         raise DataError(f"npz: {path}: x_{part} is empty")
     if y.min() < 0:
         raise DataError(f"npz: {path}: y_{part} holds negative labels; use class indices 0..C-1")
+    if y.max() >= MAX_CLASSES:
+        raise DataError(f"npz: {path}: y_{part} holds class index {int(y.max())}, more than {MAX_CLASSES:,} classes; "
+                        f"map the labels to 0..C-1 first (numpy.unique(y, return_inverse=True))")
 
 
 @register_dataset("npz")
 def _npz(cfg: DataConfig, split: str) -> Dataset:
     """An .npz file with uint8 NHWC x_train, y_train, x_test, y_test (as ../shared/data/cifar10-mini.npz)."""
     path = Path(cfg.root).expanduser()
+    if path.is_dir():
+        raise DataError(f"npz: data.root '{path}' is a folder; set data.root to the .npz file itself "
+                        f"(x_train, y_train, x_test, y_test)")
     if not path.is_file():
-        raise _missing("npz", path, "an .npz file with x_train, y_train, x_test, y_test")
+        raise _missing("npz", path, "an .npz file with x_train, y_train, x_test, y_test", downloadable=False)
     part = "test" if split == "test" else "train"
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -144,7 +245,9 @@ def _npz(cfg: DataConfig, split: str) -> Dataset:
         raise DataError(f"npz: {path} is not a readable .npz archive ({type(exc).__name__}: {first}); "
                         f"write it with numpy.savez") from None
     _check_arrays(path, x, y, part)
-    return ArrayDataset(x, y)
+    ds = ArrayDataset(x, y)
+    ds.mvmr_files = [path]
+    return ds
 
 
 @register_dataset("digits")

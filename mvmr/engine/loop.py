@@ -9,15 +9,14 @@ import torch
 
 from contextlib import nullcontext
 
-from ..errors import Interrupted
+from ..errors import Interrupted, MVMRError, NonFiniteError
 from ..guards import StopSignals
 from . import optim
 from .accumulate import average_gradients, cached_step
 from .callbacks import Callback
 from .run import Run
 
-LOSS_MESSAGE = ("the loss is NaN or Inf at step {step} {terms}; the run stopped and its last good checkpoint is "
-                "kept ({checkpoint}): lower optim.lr or check the providers")
+LOSS_MESSAGE = "the loss is NaN or Inf at step {step} {terms}; the run stopped and {kept}: lower optim.lr or check the providers"
 
 
 @dataclass
@@ -52,15 +51,28 @@ def _stop_requested(run: Run, stop: StopSignals, sync: bool) -> Optional[int]:
 
 def fit(run: Run, callbacks: Sequence[Callback]) -> dict:
     """Train ``run`` to its last step, calling ``callbacks`` at start, each step, each epoch end and the end.
-    SIGINT/SIGTERM finish the current step, save, and raise ``Interrupted`` (exit 130/143)."""
-    loss_message = LOSS_MESSAGE.replace("{checkpoint}", str(run.ckpt_path))
+    The run folder is locked for the whole run. SIGINT/SIGTERM finish the current step, save, and raise
+    ``Interrupted`` (exit 130/143)."""
+    run.claim()
     try:
         with StopSignals() as stop:
-            _loop(run, callbacks, stop, loss_message)
+            _loop(run, callbacks, stop, LOSS_MESSAGE)
+    except NonFiniteError as exc:
+        raise NonFiniteError(str(exc).replace("{kept}", _kept(run))) from None
+    except OSError as exc:  # a full disk or a vanished folder while writing recipe.yaml, metrics.jsonl, a cache row
+        where = exc.filename or "the run folder"
+        raise MVMRError(f"cannot write {where} ({exc.strerror or exc}); the run stopped and {_kept(run)}: free disk "
+                        f"space (or fix the folder) and continue with --resume") from None
     finally:
         for cb in callbacks:
             cb.on_exit(run)
+        run.close()
     return run.summary
+
+
+def _kept(run: Run) -> str:
+    return (f"its last good checkpoint is kept ({run.ckpt_path})" if run.ckpt_path.is_file()
+            else "no checkpoint was written yet")
 
 
 def _forward_backward(run: Run, batch) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:

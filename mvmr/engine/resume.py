@@ -4,16 +4,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
 from ..checkpoint import read_checkpoint
 from ..config import Recipe, build_recipe
-from ..recipe_files import read_recipe_tree
+from ..recipe_files import parse_yaml, read_recipe_tree
 from ..errors import ConfigError, MVMRError
 
 # Keys that may change when a run is resumed: where and how long it runs, not what it computes.
 RESUMABLE_KEYS = ("max_steps", "progress", "num_workers", "device", "checkpoint_every", "log_every", "tensorboard",
                   "use_cache", "cache_dir")
+
+
+# Keys that say where the data lives, not what the run computes: a resume may change them when the dataset found
+# there is the same (name, length, files; checked by Run against the identity saved in the checkpoint).
+MOVABLE_KEYS = ("data.root",)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -52,7 +55,7 @@ def resume_recipe(out_dir: Path, recipe_path: Optional[Path], overrides: list[st
     if recipe_path is not None and Path(recipe_path).is_file():
         given = Path(recipe_path).resolve()
         if str(given) == source.get("path") and "text" in source:
-            then = build_recipe(yaml.safe_load(source["text"]) or {}, source=str(given))
+            then = build_recipe(parse_yaml(source["text"]) or {}, source=str(given))
             what = f"{recipe_path} was edited since the run started"
         else:
             then, what = saved, f"{recipe_path} is not the recipe of this run"
@@ -62,8 +65,8 @@ def resume_recipe(out_dir: Path, recipe_path: Optional[Path], overrides: list[st
                               f"saved recipe {Path(out_dir) / 'recipe.yaml'}: pass that file, or start a new run "
                               f"with another --out")
     recipe = build_recipe(saved.to_dict(), overrides, source="--set")
-    diff = recipe_differences(saved.to_dict(), recipe.to_dict())
+    diff = [k for k in recipe_differences(saved.to_dict(), recipe.to_dict()) if k not in MOVABLE_KEYS]
     if diff:
         raise ConfigError(f"--resume: --set {show_keys(diff)} would change what the run computes; on resume only "
-                          f"trainer.{{{','.join(RESUMABLE_KEYS)}}} may change")
+                          f"trainer.{{{','.join(RESUMABLE_KEYS)}}} and data.root (same data, moved) may change")
     return recipe

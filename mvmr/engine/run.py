@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+import importlib.util
+
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -16,14 +18,15 @@ from .. import distributed as dist_utils
 from ..cache import CachedFeatures, open_caches
 from ..checkpoint import read_checkpoint, save_checkpoint
 from ..config import Recipe, build_recipe
-from ..data import Views, augment_spec, build_dataset, collate, dataset_identity
+from ..data import Views, augment_spec, build_dataset, collate, dataset_identity, portable_identity
 from ..errors import ConfigError
 from ..guards import FiniteMonitor, ignore_interrupts_in_worker
 from ..methods import Method, build_method
 from ..registry import methods
 from ..syncbn import convert_batchnorm
+from .lock import RunLock, check_out_dir
 from .optim import build_optimizer, seed_everything
-from .resume import recipe_differences, show_keys
+from .resume import MOVABLE_KEYS, recipe_differences, show_keys
 
 
 class EpochSampler(Sampler[int]):
@@ -48,19 +51,33 @@ class EpochSampler(Sampler[int]):
         return (self.n - self.start) // (self.local_batch * self.world) * self.local_batch
 
 
-def feature_cache(method: Method, recipe: Recipe, base) -> CachedFeatures:
+def feature_cache(method: Method, recipe: Recipe, base, identity: Optional[dict] = None) -> CachedFeatures:
     """Deterministic providers read their original-view features from the on-disk cache, filling it as they go.
     Under torchrun the main process creates the cache folders first; every process then fills its own rows."""
     providers = dict(method.providers.items())
-    identity = dataset_identity(recipe.data, "ssl", len(base))
+    identity = identity or dataset_identity(recipe.data, "ssl", base)
     args = (providers, identity, len(base), recipe.data.image_size, Path(recipe.trainer.cache_dir))
     caches = open_caches(*args) if dist_utils.is_main() else None
     dist_utils.barrier()
     return CachedFeatures(providers, caches if caches is not None else open_caches(*args))
 
 
+def check_writable_dir(path: Path, what: str) -> None:
+    """Refuse a folder setting that points at a file or somewhere nothing can be written, before any write."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} '{path}' is a file, not a folder; choose another folder")
+    parent = next((p for p in [path, *path.parents] if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"{what} '{path}': '{parent}' is a file, not a folder; choose another folder")
+
+
 class Run:
-    """One training run in a folder: recipe.yaml, metrics.jsonl, checkpoints/last.pt, summary.json."""
+    """One training run in a folder: recipe.yaml, metrics.jsonl, checkpoints/last.pt, summary.json.
+
+    Set-up is a sequence of named steps that write nothing (validate, data, model, optimiser, resume state), so a
+    refused recipe leaves no file behind; :meth:`claim` then takes the folder (a lock held until :meth:`close`)
+    and opens the feature caches, the run's first writes."""
 
     def __init__(self, recipe: Recipe, out_dir: Path, resume: bool = False, source: Optional[Path] = None,
                  resume_command: Optional[str] = None) -> None:
@@ -71,38 +88,67 @@ class Run:
         self.source = None
         if source is not None and Path(source).is_file():
             self.source = {"path": str(Path(source).resolve()), "text": Path(source).read_text()}
+        self.method_cls = methods.get(recipe.method)
+        state = self._validate(resume)
+        self._build_data()
+        self._build_model()
+        self._build_optimizer()
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.summary: dict[str, Any] = {}
+        self.metrics_bytes = 0  # length of metrics.jsonl at the last checkpoint: a resume cuts it back to that
+        self.resumed = state is not None
+        if state is not None:
+            self._check_moved_data(state)
+            self._load(state)
+        self.lock = RunLock(self.out)
+
+    # set-up steps -------------------------------------------------------------------------------------------------
+    def _validate(self, resume: bool) -> Optional[dict[str, Any]]:
+        """Everything checkable before data and model: the folders, the trainer settings, the resume state."""
+        t = self.recipe.trainer
+        check_out_dir(self.out)
+        if t.use_cache:
+            check_writable_dir(Path(t.cache_dir), "trainer.cache_dir")
+        if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError("trainer.tensorboard=true needs tensorboard: pip install 'mvmr[tensorboard]' "
+                              "(or set trainer.tensorboard=false)")
         state = self._check_resume(resume)  # before anything is built or written
-        t, o = recipe.trainer, recipe.optim
         self.device = dist_utils.setup(t.device)
         self.rank, self.world, self.main = dist_utils.rank(), dist_utils.world_size(), dist_utils.is_main()
-        seed_everything(t.seed)
-        # data → views
-        base = build_dataset(recipe.data, "ssl")
-        self.dataset = Views(base, recipe.data.image_size, augment_spec(recipe.data), seed=t.seed,
-                             specs=methods.get(recipe.method).view_specs(recipe))
+        o = self.recipe.optim
         if o.batch_size % self.world:
             raise ConfigError(f"optim.batch_size={o.batch_size} (the global batch) must divide among {self.world} processes")
         self.local_batch = o.batch_size // self.world
-        method_cls = methods.get(recipe.method)
-        if o.accumulate > 1 and method_cls.encode is Method.encode:
-            raise ConfigError(f"optim.accumulate={o.accumulate}: method '{recipe.method}' does not split into "
+        if o.accumulate > 1 and self.method_cls.encode is Method.encode:
+            raise ConfigError(f"optim.accumulate={o.accumulate}: method '{self.recipe.method}' does not split into "
                               f"encode/objective, which exact accumulation needs; use optim.accumulate=1")
         if self.local_batch % o.accumulate:
             raise ConfigError(f"optim.batch_size={o.batch_size} gives {self.local_batch} images per process, which "
                               f"optim.accumulate={o.accumulate} does not split into equal micro-batches")
+        seed_everything(t.seed)
+        return state
+
+    def _build_data(self) -> None:
+        """The training images and the views the method declares; the schedule in steps."""
+        recipe, o = self.recipe, self.recipe.optim
+        self.base = build_dataset(recipe.data, "ssl")
+        self.dataset = Views(self.base, recipe.data.image_size, augment_spec(recipe.data), seed=recipe.trainer.seed,
+                             specs=self.method_cls.view_specs(recipe))
         if len(self.dataset) < o.batch_size:
             raise ConfigError(f"optim.batch_size={o.batch_size} exceeds the {len(self.dataset)} training images")
         self.steps_per_epoch = len(self.dataset) // o.batch_size  # batch_size: the global batch of one step
         self.total_steps = self.steps_per_epoch * o.epochs
-        self.last_step = min(self.total_steps, t.max_steps or self.total_steps)
+        self.last_step = min(self.total_steps, recipe.trainer.max_steps or self.total_steps)
         self.warmup_steps = int(round(o.warmup_epochs * self.steps_per_epoch))
-        # method (student, providers, objective) → optimiser
-        self.method: Method = build_method(recipe).to(self.device)
+        self.data_identity = dataset_identity(recipe.data, "ssl", self.base)
+
+    def _build_model(self) -> None:
+        """The method (student, providers, objective) on the device; DDP around it under torchrun."""
+        t = self.recipe.trainer
+        self.method: Method = build_method(self.recipe).to(self.device)
         self.monitor = FiniteMonitor(deferred=self.device.type != "cpu")
         self.method.monitor = self.monitor
-        if t.use_cache:
-            self.method.feature_source = feature_cache(self.method, recipe, base)
-        if recipe.student.channels_last:
+        if self.recipe.student.channels_last:
             self.method.student.to(memory_format=torch.channels_last)
         self.model: torch.nn.Module = self.method
         if self.world > 1:
@@ -110,14 +156,31 @@ class Run:
                 self.method = convert_batchnorm(self.method, self.device.type)
             self.model = torch.nn.parallel.DistributedDataParallel(
                 self.method, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.optimizer = build_optimizer(self.method, o)
+
+    def _build_optimizer(self) -> None:
+        t = self.recipe.trainer
+        self.optimizer = build_optimizer(self.method, self.recipe.optim)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.device.type == "cuda" and t.precision == "fp16")
-        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
-        self.summary: dict[str, Any] = {}
-        self.metrics_bytes = 0  # length of metrics.jsonl at the last checkpoint: a resume cuts it back to that
-        self.resumed = state is not None
-        if state is not None:
-            self._load(state)
+
+    # the folder ---------------------------------------------------------------------------------------------------
+    def claim(self) -> None:
+        """Lock the run folder for this run (refusing one that another run holds) and open the feature caches."""
+        if self.main:
+            self.lock.acquire()
+            if not self.resumed and self.ckpt_path.is_file():  # a run finished there since the first check
+                self.lock.release()
+                raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        if self.recipe.trainer.use_cache:
+            try:
+                self.method.feature_source = feature_cache(self.method, self.recipe, self.base, self.data_identity)
+            except OSError as exc:
+                self.close()
+                raise ConfigError(f"trainer.cache_dir '{self.recipe.trainer.cache_dir}' cannot be written "
+                                  f"({exc.strerror or exc}); choose a writable folder or trainer.use_cache=false") from None
+
+    def close(self) -> None:
+        """Release the run folder."""
+        self.lock.release()
 
     @property
     def progress(self) -> float:
@@ -133,11 +196,24 @@ class Run:
             raise ConfigError(f"--resume: no checkpoint at {self.ckpt_path}; start a new run without --resume")
         state = read_checkpoint(self.ckpt_path)
         saved = build_recipe(state["recipe"], source=str(self.ckpt_path)).to_dict()
-        diff = recipe_differences(saved, self.recipe.to_dict())
+        diff = [k for k in recipe_differences(saved, self.recipe.to_dict()) if k not in MOVABLE_KEYS]
         if diff:
             raise ConfigError(f"--resume: the recipe differs from the one saved in {self.ckpt_path} in "
                               f"{show_keys(diff)}; resume with the saved recipe ({self.out / 'recipe.yaml'})")
         return state
+
+    def _check_moved_data(self, state: dict[str, Any]) -> None:
+        """A resume may point ``data.root`` elsewhere (the data moved) only when the dataset there is the same:
+        name, split, length and the files' relative paths and sizes."""
+        then, now = state["recipe"]["data"]["root"], self.recipe.data.root
+        if then == now:
+            return
+        saved, here = state.get("data_identity"), portable_identity(self.data_identity)
+        if saved != here:
+            what = ("its checkpoint holds no dataset identity to compare" if saved is None else
+                    ", ".join(f"{k} {saved.get(k)} vs {here.get(k)}" for k in here if saved.get(k) != here.get(k)))
+            raise ConfigError(f"--resume with data.root={now}: the data there is not the data the run started on at "
+                              f"{then} ({what}); point data.root at a copy of the same files")
 
     def loader(self) -> DataLoader:
         """This epoch's batches from the current position, as named ``Batch``es."""
@@ -155,7 +231,7 @@ class Run:
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "summary": self.summary, "torch_rng": torch.get_rng_state(), "source": self.source,
-                "metrics_bytes": self.metrics_bytes}
+                "metrics_bytes": self.metrics_bytes, "data_identity": portable_identity(self.data_identity)}
 
     def save(self) -> None:
         """Check everything queued for finiteness, then write the checkpoint atomically (refusing NaN weights)."""

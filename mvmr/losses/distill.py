@@ -22,6 +22,23 @@ from ..registry import objectives
 from .dcor import _distances, distance_correlation
 
 
+def build_objective(provider: str, name: str, student_dim: int, teacher_dim: int, params: dict) -> nn.Module:
+    """The registered objective ``name`` for one provider term; a parameter it does not take or a bad value is
+    one line naming ``providers.<provider>.objective_params``."""
+    from ..errors import ConfigError, ProviderParamError
+    from ..registry import check_params
+
+    cls = objectives.get(name)
+    where = f"providers.{provider}.objective_params"
+    try:
+        check_params(f"objective '{name}' ({where})", cls, params, skip=2)
+        return cls(student_dim, teacher_dim, **params)
+    except ProviderParamError as exc:
+        raise ConfigError(str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: objective '{name}': {exc}") from None
+
+
 def predictor(in_dim: int, out_dim: int, hidden: int = 0) -> nn.Module:
     """Linear, or Linear-BN-ReLU-Linear with ``hidden`` > 0: maps the student's space onto the teacher's."""
     if hidden <= 0:
@@ -117,6 +134,9 @@ class SEED(nn.Module):
     def __init__(self, student_dim: int, teacher_dim: int, queue: int = 4096, tau_student: float = 0.2,
                  tau_teacher: float = 0.07, hidden: int = 0) -> None:
         super().__init__()
+        if queue < 0 or tau_student <= 0 or tau_teacher <= 0:
+            raise ValueError(f"queue must be ≥ 0 and the temperatures > 0, got queue={queue}, "
+                             f"tau_student={tau_student}, tau_teacher={tau_teacher}")
         self.predictor = predictor(student_dim, teacher_dim, hidden)
         self.tau_student, self.tau_teacher = tau_student, tau_teacher
         self.register_buffer("queue", torch.zeros(queue, teacher_dim))

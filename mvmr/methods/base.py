@@ -17,7 +17,7 @@ from torch import nn
 
 from ..config import Recipe, Section
 from ..data import AugmentSpec, Batch, augment_spec
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..guards import FiniteMonitor
 from ..registry import build_providers, methods
 
@@ -52,6 +52,12 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         # A plain dict, not a ModuleDict: provider names may hold '.' and ':' (timm:vit_small.augreg, mvmr:PATH),
         # and frozen providers are rebuilt from the recipe, never checkpointed. _apply moves them with the method.
         self.providers: dict[str, nn.Module] = build_providers(recipe)
+        size = recipe.data.image_size
+        for name, provider in self.providers.items():
+            try:
+                provider.check_input_size(size, size)
+            except ValueError as exc:
+                raise ConfigError(f"provider '{name}' at data.image_size={size}: {exc}") from None
         self.feature_source: Optional[Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]] = None
         self.monitor = FiniteMonitor()  # the engine swaps in one that knows the step (and defers on GPUs)
 
@@ -112,7 +118,17 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         return self.state_dict()
 
     def load_trainable_state(self, state: Mapping[str, torch.Tensor]) -> None:
-        try:
-            self.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ConfigError(f"checkpoint does not fit this recipe's model: {str(exc).splitlines()[0]}") from None
+        own = self.state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        wrong = sorted(k for k in set(own) & set(state) if getattr(state[k], "shape", None) != own[k].shape)
+
+        def show(keys):
+            return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+        problems = ([f"missing {show(missing)}"] if missing else []) + \
+                   ([f"unexpected {show(unexpected)}"] if unexpected else []) + \
+                   ([f"shape differs for {show(wrong)} ({tuple(state[wrong[0]].shape)} vs "
+                     f"{tuple(own[wrong[0]].shape)})"] if wrong else [])
+        if problems:
+            raise CheckpointError(f"the checkpoint's weights do not fit the model of its recipe ({'; '.join(problems)}); "
+                                  f"it was written by other code or edited: use the run's own checkpoint")
+        self.load_state_dict(state, strict=True)

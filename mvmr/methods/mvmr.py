@@ -12,6 +12,7 @@ from ..config import Recipe, Section
 from ..data import Batch
 from ..distributed import gather_with_grad
 from ..losses import MVMRObjective, weighted_total
+from ..losses.distill import build_objective
 from ..models import Student
 from ..registry import objectives
 from .base import Method, register_method
@@ -45,12 +46,12 @@ class MVMR(Method):
         size = recipe.data.image_size
         heads, self.terms = [], {}
         for name, cfg in recipe.providers.items():
-            cls = objectives.get(cfg.objective)
             params = dict(cfg.objective_params)
-            if "estimator" in inspect.signature(cls).parameters:
+            if "estimator" in inspect.signature(objectives.get(cfg.objective)).parameters:
                 params.setdefault("estimator", loss.dcor_estimator)
             student_dim = self.student.feature_dim if cfg.representation == "backbone" else self.student.out_dim
-            heads.append(cls(student_dim, self.providers[name].output_dim(size, size), **params))
+            heads.append(build_objective(name, cfg.objective, student_dim, self.providers[name].output_dim(size, size),
+                                         params))
             self.terms[name] = f"{cfg.objective}/{name}"
         self.heads = nn.ModuleList(heads)  # in recipe order; learned parts (predictors, queues) are checkpointed
         self.weights = {**self.mvmr_terms.weights, **{self.terms[n]: c.weight for n, c in recipe.providers.items()}}
