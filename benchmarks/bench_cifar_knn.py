@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import CIFAR_NPZ as NPZ, HAND, emit
+from common import CIFAR_NPZ as NPZ, HAND, cifar_tree, emit
 from mvmr.config import build_recipe
 from mvmr.engine import pretrain
 
@@ -16,21 +16,17 @@ epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 8
 backbone = sys.argv[2] if len(sys.argv) > 2 else "resnet18"
 small_stem = (sys.argv[3] if len(sys.argv) > 3 else "false") == "true"
 chosen = sys.argv[4:] or ["biased", "unbiased", "no_dcor"]
-PROVIDERS = HAND
 VARIANTS = {
-    "biased": {"providers": PROVIDERS, "loss": {"dcor_estimator": "biased"}},
-    "unbiased": {"providers": PROVIDERS, "loss": {"dcor_estimator": "unbiased"}},
+    "biased": {"providers": HAND, "loss": {"dcor_estimator": "biased"}},
+    "unbiased": {"providers": HAND, "loss": {"dcor_estimator": "unbiased"}},
     "no_dcor": {"providers": {}, "loss": {"dcor_views": 0.0}},
 }
 if not NPZ.is_file():
     sys.exit(f"{NPZ} is missing: this benchmark needs the shared CIFAR-10 sample")
 for name in chosen:
-    tree = {"method": "mvmr", "data": {"name": "npz", "root": str(NPZ), "image_size": 32},
-            "student": {"backbone": backbone, "stem": "cifar" if small_stem else "standard", "projector": "1024-1024"},
-            "optim": {"name": "adam", "lr": 1e-3, "batch_size": 256, "epochs": epochs, "warmup_epochs": 1},
-            "trainer": {"precision": "fp32", "num_workers": 2, "progress": False, "log_every": 20},
-            "eval": {"knn_every": epochs}, **VARIANTS[name]}
-    tree["loss"] = {**tree.get("loss", {})}
+    tree = cifar_tree(epochs, method="mvmr", student={"backbone": backbone,
+                                                      "stem": "cifar" if small_stem else "standard"},
+                      trainer={"log_every": 20}, **VARIANTS[name])
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         summary = pretrain(build_recipe(tree), Path(out) / "run")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -39,7 +40,7 @@ def pad_crop_flip(x: "torch.Tensor", g: "torch.Generator", pad: int = 4) -> "tor
     return out
 
 
-CIFAR_NPZ = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini.npz"
+CIFAR_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini.npz"
 # The hand-crafted providers every CIFAR benchmark uses (the quickstart's): pixels, local std, HOG.
 HAND = {"pixels": {"weight": 1.0}, "lsd": {"weight": 1.0},
         "hog": {"weight": 1.0, "params": {"orientations": 12, "pixels_per_cell": 8, "cells_per_block": 2}}}

@@ -7,7 +7,8 @@ points, through this public API:
   ``FrozenEncoder``; built with ``create_extractor`` / ``create_teacher`` / ``create_provider``;
 - training methods: ``register_method``, ``Method`` (with its own recipe ``Section``), ``Student``, ``Batch``;
 - datasets: ``register_dataset``;
-- ``FeatureRegularizer``: MV-MR's dCor-to-representations terms inside any training loop.
+- ``ProviderTerms``: a student representation against frozen providers through objectives (what every method
+  uses); ``FeatureRegularizer``: the same terms inside any training loop.
 """
 from __future__ import annotations
 
@@ -78,7 +79,9 @@ def __getattr__(name: str):
     lazy = {"Provider": ("providers", "Provider"), "Method": ("methods", "Method"), "Section": ("config", "Section"), "Student": ("models", "Student"),
             "Batch": ("data", "Batch"), "ArrayDataset": ("data.datasets", "ArrayDataset"),
             "FrozenEncoder": ("encoders", "FrozenEncoder"), "DataConfig": ("config", "DataConfig"),
-            "FeatureRegularizer": ("regularizer", "FeatureRegularizer")}
+            "FeatureRegularizer": ("regularizer", "FeatureRegularizer"),
+            "ProviderTerms": ("provider_terms", "ProviderTerms"), "StudentRows": ("provider_terms", "StudentRows"),
+            "ProviderConfig": ("config", "ProviderConfig")}
     if name in lazy:
         import importlib
 
@@ -88,7 +91,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "MVMRError", "Provider", "__version__", "FrozenEncoder", "FeatureRegularizer", "Method", "Section", "Student", "Batch", "ArrayDataset",
+    "MVMRError", "Provider", "__version__", "FrozenEncoder", "FeatureRegularizer", "ProviderTerms", "StudentRows",
+    "ProviderConfig", "Method", "Section", "Student", "Batch", "ArrayDataset",
     "DataConfig", "register_extractor", "create_extractor", "list_extractors", "register_teacher", "create_teacher",
     "list_teachers", "create_provider", "register_method", "list_methods", "register_dataset", "list_datasets",
 ]

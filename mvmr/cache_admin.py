@@ -100,7 +100,8 @@ def build_caches(recipe) -> list[str]:
 
     device = dist_utils.setup(recipe.trainer.device)
     rank, world = dist_utils.rank(), dist_utils.world_size()
-    providers = {name: p.to(device) for name, p in build_providers(recipe).items()}
+    providers = {name: p.to(device) for name, p in
+                 build_providers({n: c.params for n, c in recipe.providers.items()}, recipe.trainer.seed).items()}
     base = build_dataset(recipe.data, "ssl")
     args = (providers, dataset_identity(recipe.data, "ssl", base), len(base), recipe.data.image_size,
             Path(recipe.trainer.cache_dir))

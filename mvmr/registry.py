@@ -13,7 +13,7 @@ import importlib.metadata
 import inspect
 import types
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from .errors import MVMRError, ProviderParamError, RegistryError
 
@@ -220,11 +220,12 @@ def create_provider(name: str, **params: Any) -> Provider:
     return hits[0].create(name, **params)
 
 
-def build_providers(recipe) -> dict[str, Provider]:
-    """A recipe's providers, built under the recipe's seed: a random-weight teacher (``pretrained: none``) is the
-    same network in every process and run, so its cached features stay valid."""
+def build_providers(params: Mapping[str, Mapping[str, Any]], seed: Optional[int] = None) -> dict[str, "Provider"]:
+    """Providers by name with their params, built under ``seed``: a random-weight teacher (``pretrained: none``) is
+    the same network in every process and run, so its cached features stay valid."""
     import torch
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(recipe.trainer.seed)
-        return {name: create_provider(name, **cfg.params) for name, cfg in recipe.providers.items()}
+        if seed is not None:
+            torch.manual_seed(seed)
+        return {name: create_provider(name, **dict(p)) for name, p in params.items()}

@@ -1,13 +1,19 @@
-"""``FeatureRegularizer``: MV-MR's dependence terms for any training loop, as one ``nn.Module``.
+"""``FeatureRegularizer``: mvmr's provider terms for any training loop, as one ``nn.Module``.
 
-    loss = Σ_k w_k · (1 − dCor(embeddings, f_k(images)))
+    loss = Σ_k w_k · objective_k(embeddings, f_k(images))       (objective: 1 − dCor by default)
 
-``f_k`` are frozen providers (extractors or teachers) built from specs such as ``{"hog": 1.0, "scatnet": {"weight":
-0.5, "params": {"J": 2}}}``. They are never trained nor checkpointed (the module's state_dict is empty) and run in
-float32 outside autocast; dCor always computes in float32. With dataset indices of deterministic images (the same
-image for the same index), deterministic providers read their features from the on-disk cache. Under DDP,
-``gather=True`` computes the terms on the global batch (all processes' rows, with gradient): after DDP's gradient
-average, N processes with batch b get the loss and gradient of one process with batch N·b.
+It takes the same spec as a recipe's ``providers`` section, by name: a weight (``{"hog": 1.0}``), or ``weight``,
+``params``, ``objective``, ``objective_params``, ``view`` and ``representation`` (``{"clip-vit-b16": {"weight": 1,
+"objective": "mse"}}``), or a built provider. The frozen providers are never trained nor saved (they run in
+float32 outside autocast); learned heads (the predictor of ``mse``/``cosine``, SEED's queue) are this module's
+parameters and state: give ``reg.parameters()`` to the optimiser. With dataset indices of deterministic images,
+deterministic providers read their features from the on-disk cache. Under DDP, ``gather=True`` computes the terms
+on the global batch: after DDP's gradient average, N processes with batch b get the loss and gradient of one
+process with batch N·b.
+
+Views: by default a provider sees the ``images`` the embeddings were computed from (``view: augmented``, both on
+one view); ``view: cross`` reads the provider on ``original=`` images instead (the MV-MR paper's pairing);
+``view: original`` needs an embedding of the original view, which a regulariser does not compute, and is refused.
 """
 from __future__ import annotations
 
@@ -18,35 +24,33 @@ import torch
 from torch import nn
 
 from .cache import CachedFeatures, open_caches
-from .distributed import gather_with_grad
-from .guards import FiniteMonitor
-from .losses import distance_correlation, weighted_total
-from .providers import Provider
-from .registry import create_provider
+from .losses import weighted_total
+from .provider_terms import ProviderSpec, ProviderTerms
 
-ProviderSpec = Union[float, Mapping[str, Any], Provider]
+Embeddings = Union[torch.Tensor, Mapping[str, torch.Tensor]]
 
 
 class FeatureRegularizer(nn.Module):
-    """``reg(images, embeddings, index=None, gather=False) -> (loss, terms)``; images in [0, 1], (B, 3, H, W);
-    embeddings any (B, D) tensor of the user's model; terms are named ``dcor/<provider>``."""
+    """``reg(images, embeddings, index=None, gather=False, original=None) -> (loss, terms)``; images in [0, 1],
+    (B, 3, H, W), those the model embedded; ``index``: dataset indices of deterministic images (``original`` when
+    given, else ``images``), for the feature cache; embeddings a (B, D) tensor of the user's model, or ``{"projector": z, "backbone": h}`` for terms
+    naming a representation; terms are named ``<objective>/<provider>``. ``embedding_dim`` and ``image_size`` are
+    needed only by objectives that learn a head (the widths it maps between)."""
 
-    def __init__(self, providers: Mapping[str, ProviderSpec], estimator: str = "biased") -> None:
+    def __init__(self, providers: Mapping[str, ProviderSpec], estimator: str = "biased",
+                 embedding_dim: Optional[Union[int, Mapping[str, int]]] = None,
+                 image_size: Optional[int] = None) -> None:
         super().__init__()
-        self.estimator = estimator
-        self.weights: dict[str, float] = {}
-        # A plain dict, not submodules: frozen providers are neither trained nor saved with the user's model.
-        self.providers: dict[str, Provider] = {}
-        for name, spec in providers.items():
-            if isinstance(spec, Provider):
-                provider, weight = spec, 1.0
-            elif isinstance(spec, Mapping):
-                provider, weight = create_provider(name, **dict(spec.get("params", {}))), float(spec.get("weight", 1.0))
-            else:
-                provider, weight = create_provider(name), float(spec)
-            self.providers[name], self.weights[f"dcor/{name}"] = provider, weight
-        self.source: Optional[CachedFeatures] = None
-        self.monitor = FiniteMonitor()
+        dims = embedding_dim if isinstance(embedding_dim, Mapping) or embedding_dim is None else \
+            {"projector": int(embedding_dim), "backbone": int(embedding_dim)}
+        self.terms = ProviderTerms(providers, dims, image_size, views=("augmented",), estimator=estimator,
+                                   default_view="augmented", owner="FeatureRegularizer")
+        self.providers = self.terms.providers
+        self.weights = self.terms.weights
+
+    @property
+    def monitor(self):
+        return self.terms.monitor
 
     def enable_cache(self, root: Union[str, Path], dataset: Union[str, Mapping[str, Any]], n: int,
                      image_size: int) -> "FeatureRegularizer":
@@ -54,34 +58,20 @@ class FeatureRegularizer(nn.Module):
         dict that changes whenever the images do) under ``root``; pass ``index`` to ``forward`` to use it."""
         identity = {"name": dataset} if isinstance(dataset, str) else dict(dataset)
         identity.update(length=n, image_size=image_size, user="FeatureRegularizer")
-        self.source = CachedFeatures(self.providers, open_caches(self.providers, identity, n, image_size, Path(root)))
+        self.terms.source = CachedFeatures(self.providers, open_caches(self.providers, identity, n, image_size,
+                                                                      Path(root)))
         return self
 
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        for provider in self.providers.values():
-            provider._apply(fn, *args, **kwargs)
-        return self
-
-    def features(self, images: torch.Tensor, index: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
-        """Each provider's features (float32, outside autocast), from the cache where it applies."""
-        images = images.detach().float()
-        out = {}
-        with torch.autocast(device_type=images.device.type, enabled=False):
-            for name, provider in self.providers.items():
-                if self.source is not None and index is not None and provider.deterministic:
-                    out[name] = self.source(name, images, index.cpu())
-                else:
-                    out[name] = provider(images)
-                self.monitor.watch(f"provider '{name}' returned NaN or Inf features", out[name])
-        return out
-
-    def forward(self, images: torch.Tensor, embeddings: torch.Tensor, index: Optional[torch.Tensor] = None,
-                gather: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if images.shape[0] != embeddings.shape[0]:
-            raise ValueError(f"FeatureRegularizer: {images.shape[0]} images but {embeddings.shape[0]} embeddings")
-        feats = self.features(images, index)
-        z = gather_with_grad(embeddings) if gather else embeddings
-        terms = {f"dcor/{name}": 1.0 - distance_correlation(z, gather_with_grad(f) if gather else f, self.estimator)
-                 for name, f in feats.items()}
+    def forward(self, images: torch.Tensor, embeddings: Embeddings, index: Optional[torch.Tensor] = None,
+                gather: bool = False, original: Optional[torch.Tensor] = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        given = embeddings if isinstance(embeddings, Mapping) else {"projector": embeddings, "backbone": embeddings}
+        first = next(iter(given.values()))
+        if images.shape[0] != first.shape[0]:
+            raise ValueError(f"FeatureRegularizer: {images.shape[0]} images but {first.shape[0]} embeddings")
+        views = {"augmented": images} if original is None else {"augmented": images, "original": original}
+        rows = {f"augmented/{k}": v for k, v in given.items()}
+        # index addresses the deterministic images: original= when given, else images
+        rows.update(self.terms.features(views, index, indexed_view="augmented" if original is None else "original"))
+        terms = self.terms(rows, gather=gather)
         return weighted_total(terms, self.weights), terms

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Optional
 
 import mvmr
@@ -28,7 +29,7 @@ def open_clip_teacher(model_name: str, pretrained: str, weights: Optional[str], 
         logging.disable(logging.NOTSET)
     if weights is not None:
         load_strict(model, weights, who)
-        weights_id = "file:" + file_digest(__import__("pathlib").Path(weights).expanduser())
+        weights_id = "file:" + file_digest(Path(weights).expanduser())
     elif pretrained.lower() != "none":
         online = True
         try:

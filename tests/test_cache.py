@@ -7,7 +7,7 @@ import torch
 
 import mvmr
 from mvmr.cache import CachedFeatures, describe, open_caches
-from mvmr.losses import MVMRObjective
+from mvmr.provider_terms import ProviderTerms
 
 
 @pytest.fixture
@@ -40,9 +40,12 @@ def test_miss_then_hit_and_loss_equality(setup):
     second = {n: source(n, fake[index], index) for n in ("hog", "pixels")}
     for n in online:
         assert torch.equal(online[n], first[n]) and torch.equal(online[n], second[n])
-    z_aug, z = torch.randn(4, 8), torch.randn(4, 8)
-    obj = MVMRObjective(providers={"hog": 1.0, "pixels": -1.0})
-    assert torch.equal(obj(z_aug, z, online)[0], obj(z_aug, z, second)[0])
+    z_aug = torch.randn(4, 8)
+    terms = ProviderTerms({"hog": 1.0, "pixels": -1.0})
+
+    def loss(feats):
+        return sum(terms({"augmented/projector": z_aug, **{f"provider/{n}": f for n, f in feats.items()}}).values())
+    assert torch.equal(loss(online), loss(second))
 
 
 def test_complete_cache_is_sealed_and_reused_across_runs(setup):
@@ -108,11 +111,15 @@ def test_key_depends_on_provider_params_and_data(setup):
 
 
 def test_random_teacher_is_the_same_network_in_every_build():
-    """build_providers seeds from the recipe, so a `pretrained: none` teacher has one fingerprint (cache stays valid)."""
+    """Providers are built under the recipe's seed, so a `pretrained: none` teacher has one fingerprint (the cache
+    stays valid)."""
     from mvmr.config import build_recipe
-    from mvmr.registry import build_providers
+    from mvmr.models import Student
 
     recipe = build_recipe({"providers": {"timm:resnet10t": {"params": {"pretrained": "none"}}}})
+
+    def build_providers(recipe):
+        return ProviderTerms.from_recipe(recipe, Student("resnet18", projector="8")).providers
     a = build_providers(recipe)["timm:resnet10t"].fingerprint()
     torch.randn(100)  # whatever happened to the global generator in between
     assert build_providers(recipe)["timm:resnet10t"].fingerprint() == a

@@ -17,11 +17,6 @@ from .views import Batch, OneView, Views, collate, original_view, to_float_image
 SPLITS = ("ssl", "train", "test")
 
 
-def register_dataset(name=None, builder=None):
-    """Register a builder ``(cfg: DataConfig, split) -> Dataset`` under ``data.name``: decorator or function."""
-    return registry.datasets.register(name, builder)
-
-
 def build_dataset(cfg: DataConfig, split: str) -> Dataset:
     """The dataset ``data.name`` for a split ("ssl", "train", "test"); ``data.limit`` cuts the "ssl" split."""
     if split not in SPLITS:
@@ -104,5 +99,5 @@ def portable_identity(identity: dict) -> dict:
 
 
 __all__ = ["AugmentSpec", "PaperAugment", "Batch", "OneView", "Views", "collate", "original_view", "to_float_image",
-           "register_dataset", "build_dataset", "augment_spec", "has_labels", "dataset_identity", "dataset_files",
+           "build_dataset", "augment_spec", "has_labels", "dataset_identity", "dataset_files",
            "files_fingerprint", "portable_identity", "SPLITS"]

@@ -20,8 +20,6 @@ from ..errors import DataError, MissingDataError
 from ..paths import missing_dirs
 from ..registry import datasets
 
-register_dataset = datasets.register
-
 
 class ArrayDataset(Dataset):
     """uint8 NHWC images (N, H, W, C) with integer labels."""
@@ -69,7 +67,7 @@ def _torchvision(name: str, cls_name: str, expected: str, **split_kwargs):
         base = Path(getattr(ds, "root", root)) / getattr(ds, "base_folder", "")
         ds.mvmr_files = sorted(p for p in base.rglob("*") if p.is_file()) if base.is_dir() else []
         return ds
-    register_dataset(name, build)
+    datasets.register(name, build)
 
 
 _torchvision("stl10", "STL10", "stl10_binary/{train,test,unlabeled}_X.bin",
@@ -175,7 +173,7 @@ class SafeImageFolder(Dataset):
         raise DataError(f"imagefolder: no image under {self.folder.root} can be read")
 
 
-@register_dataset("imagefolder")
+@datasets.register("imagefolder")
 def _imagefolder(cfg: DataConfig, split: str) -> Dataset:
     """ImageNet layout: ROOT/train/<class>/*.JPEG and ROOT/val/<class>/*.JPEG. val/ takes train/'s class indices
     (a class missing from val/ shifts nothing; one unknown to train/ is an error). A class folder of train/ with no
@@ -221,7 +219,7 @@ def _check_arrays(path: Path, x: np.ndarray, y: np.ndarray, part: str) -> None:
                         f"map the labels to 0..C-1 first (numpy.unique(y, return_inverse=True))")
 
 
-@register_dataset("npz")
+@datasets.register("npz")
 def _npz(cfg: DataConfig, split: str) -> Dataset:
     """An .npz file with uint8 NHWC x_train, y_train, x_test, y_test (as ../shared/data/cifar10-mini.npz)."""
     path = Path(cfg.root).expanduser()
@@ -250,7 +248,7 @@ def _npz(cfg: DataConfig, split: str) -> Dataset:
     return ds
 
 
-@register_dataset("digits")
+@datasets.register("digits")
 def _digits(cfg: DataConfig, split: str) -> Dataset:
     """scikit-learn's digits (1,797 real 8×8 scans shipped in its wheel), as RGB; a fixed stratified 75/25 split."""
     from sklearn.datasets import load_digits

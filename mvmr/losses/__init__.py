@@ -1,9 +1,9 @@
 """Losses as plain functions and modules, with no training-loop knowledge: import them into any loop."""
 from .clustering import mira_assign, mira_objective, sinkhorn_assign, swapped_cross_entropy
 from .dcor import distance_correlation, safe_sqrt
-from .mvmr import MVMRObjective, invariance_loss, variance_loss, weighted_total
+from .views import ViewTerms, invariance_loss, variance_loss, weighted_total
 from .distill import RKD, SEED, CosineRegression, DCorObjective, MSERegression, SimilarityPreserving, rkd_angle, rkd_distance
 
-__all__ = ["distance_correlation", "safe_sqrt", "invariance_loss", "variance_loss", "weighted_total", "MVMRObjective",
+__all__ = ["distance_correlation", "safe_sqrt", "invariance_loss", "variance_loss", "weighted_total", "ViewTerms",
            "mira_assign", "sinkhorn_assign", "swapped_cross_entropy", "mira_objective", "DCorObjective",
            "CosineRegression", "MSERegression", "RKD", "SimilarityPreserving", "SEED", "rkd_distance", "rkd_angle"]

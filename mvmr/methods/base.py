@@ -2,9 +2,9 @@
 
 A method registers with ``@mvmr.register_method("name")`` (or the ``mvmr.methods`` entry-point group) and declares:
 ``views`` (augmented views per image the data must provide), ``section`` and ``Config`` (its own recipe section and
-the pydantic model that validates it) and ``default_projector``. It owns the student (``self.student``), may own
-frozen providers (``self.providers``: rebuilt from the recipe, never checkpointed) and other trainable state (heads,
-EMA teachers), which is checkpointed.
+the pydantic model that validates it) and ``default_projector``. It owns the student (``self.student``), the
+recipe's provider terms (``self.provider_terms``, a ``ProviderTerms``: frozen providers never checkpointed, learned
+heads checkpointed) and other trainable state (heads, EMA teachers), which is checkpointed.
 """
 from __future__ import annotations
 
@@ -19,17 +19,18 @@ from ..config import Recipe, Section
 from ..data import AugmentSpec, Batch, augment_spec
 from ..errors import CheckpointError, ConfigError
 from ..guards import FiniteMonitor
-from ..registry import build_providers, methods
-
-
-def register_method(name=None, cls=None):
-    """Register a Method class under ``method: name``: ``@register_method("name")`` or a function call."""
-    return methods.register(name, cls)
+from ..provider_terms import ProviderTerms
+from ..registry import methods
 
 
 def build_method(recipe: Recipe) -> "Method":
-    """The recipe's method, with its student and providers."""
-    return methods.get(recipe.method)(recipe)
+    """The recipe's method, with its student and provider terms. A method that leaves the recipe's providers
+    unused is refused: a provider in a recipe always does what it says."""
+    method = methods.get(recipe.method)(recipe)
+    if recipe.providers and not method.provider_terms.configs:
+        raise ConfigError(f"method '{recipe.method}' does not use providers (it builds no ProviderTerms); remove the "
+                          f"recipe's providers section, or make the method call ProviderTerms.from_recipe")
+    return method
 
 
 class NoSettings(Section):
@@ -49,33 +50,33 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         super().__init__()
         self.recipe = recipe
         self.config = recipe.method_config
-        # A plain dict, not a ModuleDict: provider names may hold '.' and ':' (timm:vit_small.augreg, mvmr:PATH),
-        # and frozen providers are rebuilt from the recipe, never checkpointed. _apply moves them with the method.
-        self.providers: dict[str, nn.Module] = build_providers(recipe)
-        size = recipe.data.image_size
-        for name, provider in self.providers.items():
-            try:
-                provider.check_input_size(size, size)
-            except ValueError as exc:
-                raise ConfigError(f"provider '{name}' at data.image_size={size}: {exc}") from None
-        self.feature_source: Optional[Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]] = None
-        self.monitor = FiniteMonitor()  # the engine swaps in one that knows the step (and defers on GPUs)
+        # Replaced by the subclass once its student exists: ProviderTerms.from_recipe(recipe, self.student, ...).
+        self.provider_terms = ProviderTerms({})
+        self.monitor = FiniteMonitor()
 
-    def provider_features(self, images: torch.Tensor, index: Optional[torch.Tensor],
-                          names: Optional[list[str]] = None) -> dict[str, torch.Tensor]:
-        """Providers' features of ``images``; from ``feature_source`` (the cache) for deterministic providers when
-        ``index`` addresses the deterministic original view (pass None for an augmented view)."""
-        out = {}
-        for name, provider in self.providers.items():
-            if names is not None and name not in names:
-                continue
-            if self.feature_source is not None and provider.deterministic and index is not None:
-                out[name] = self.feature_source(name, images, index)
-            else:
-                out[name] = provider(images)
-            self.monitor.watch(f"provider '{name}' returned NaN or Inf features at step {{step}}; fix the provider "
-                               f"(its features must be finite)", out[name])
-        return out
+    @property
+    def providers(self) -> dict[str, nn.Module]:
+        """The frozen providers of the recipe (owned by ``provider_terms``)."""
+        return self.provider_terms.providers
+
+    @property
+    def feature_source(self) -> Optional[Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]]:
+        """The feature cache the engine attaches (deterministic providers on the original view read from it)."""
+        return self.provider_terms.source
+
+    @feature_source.setter
+    def feature_source(self, source) -> None:
+        self.provider_terms.source = source
+
+    @property
+    def monitor(self) -> FiniteMonitor:
+        """Checks tensors for NaN/Inf; the engine swaps in one that knows the step (and defers on GPUs)."""
+        return self._monitor
+
+    @monitor.setter
+    def monitor(self, monitor: FiniteMonitor) -> None:
+        self._monitor = monitor
+        self.provider_terms.monitor = monitor
 
     @classmethod
     def view_specs(cls, recipe: Recipe) -> list[tuple[int, AugmentSpec]]:
@@ -107,11 +108,15 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     def after_optimizer_step(self, progress: float) -> None:
         """Hook for EMA updates and the like."""
 
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        for provider in self.providers.values():
-            provider._apply(fn, *args, **kwargs)
-        return self
+    def collapse_warning(self, values: Mapping[str, float]) -> Optional[str]:
+        """A one-line warning when the logged ``values`` show the method collapsing (the engine prints it after a
+        few log steps in a row), or None. The default never warns."""
+        return None
+
+    def predict_clusters(self, images: torch.Tensor) -> torch.Tensor:
+        """Cluster index of each image, for ``mvmr eval clusters``; methods with a clustering head override it."""
+        raise ConfigError(f"a '{self.recipe.method}' checkpoint has no clustering head; 'eval clusters' is for "
+                          f"method: mira")
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """State to checkpoint: everything but the frozen providers (which are not submodules)."""

@@ -19,10 +19,11 @@ from torch import nn
 from ..config import Recipe, Section
 from ..data import AugmentSpec, Batch, augment_spec
 from ..distributed import gather_rows, gather_with_grad, is_distributed
-from ..losses import (MVMRObjective, distance_correlation, mira_assign, sinkhorn_assign, swapped_cross_entropy,
-                      weighted_total)
+from ..losses import ViewTerms, mira_assign, sinkhorn_assign, swapped_cross_entropy, weighted_total
 from ..models import Student
-from .base import Method, register_method
+from ..provider_terms import ProviderTerms, StudentRows
+from ..registry import methods
+from .base import Method
 
 # Marginals are global-batch statistics: the assigners reduce across processes when told to.
 ASSIGNERS = {
@@ -72,7 +73,7 @@ def cosine_schedule(start: float, end: float, progress: float) -> float:
     return end - (end - start) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1.0) / 2.0
 
 
-@register_method("mira")
+@methods.register("mira")
 class MIRA(Method):
     """Student + weight-normalised prototypes (gain fixed to 1) + EMA teacher sharing the prototypes."""
 
@@ -94,12 +95,12 @@ class MIRA(Method):
             self.register_buffer("prototypes_from_data", torch.zeros((), dtype=torch.bool))
         self.teacher = copy.deepcopy(self.student).requires_grad_(False)
         self.teacher_bottleneck = copy.deepcopy(self.bottleneck).requires_grad_(False)
-        self.weights = {"swapped_ce": 1.0, **{f"dcor/{n}": p.weight for n, p in recipe.providers.items()}}
-        self.estimator = self.cfg.dcor_estimator
         c = self.cfg
-        self.view_terms = MVMRObjective(c.mse, c.variance, c.dcor_views, std_margin=c.std_margin,
-                                        estimator=c.dcor_estimator).view_terms
-        self.weights.update(mse=c.mse, variance=c.variance, dcor_views=c.dcor_views)
+        # Hybrid terms: MV-MR's view terms between the two global views, and the recipe's provider terms with the
+        # first global view as the student's augmented view.
+        self.view_terms = ViewTerms(c.mse, c.variance, c.dcor_views, c.std_margin, c.dcor_estimator)
+        self.provider_terms = ProviderTerms.from_recipe(recipe, self.student, estimator=c.dcor_estimator)
+        self.weights = {"swapped_ce": 1.0, **self.view_terms.weights, **self.provider_terms.weights}
 
     def cluster_logits(self, z: torch.Tensor) -> torch.Tensor:
         """Cosine similarity of L2-normalised embeddings to the unit-norm prototypes."""
@@ -127,14 +128,17 @@ class MIRA(Method):
 
     def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
         view1, view2 = batch.views[:2]
-        rows = {"z1": self.student(view1), "z2": self.student(view2)}
+        images = {"original": batch.original, "augmented": view1}
+        student = StudentRows(self.student, images)
+        rows = {"z1": student("augmented", "projector"), "z2": self.student(view2)}
         rows.update({f"local{i}": self.student(v) for i, v in enumerate(batch.views[2:])})
         with torch.no_grad():
             t1, t2 = (self.teacher_bottleneck(self.teacher(v)) for v in (view1, view2))
             if self.cfg.prototype_init == "data" and not self.prototypes_from_data:
                 self.prototypes_from(torch.cat([t1, t2]))
             rows.update(teacher1=self.cluster_logits(t1), teacher2=self.cluster_logits(t2))
-        rows.update({f"provider/{n}": f for n, f in self.provider_features(batch.original, batch.index).items()})
+        rows.update(student.rows(self.provider_terms.student_keys()))
+        rows.update(self.provider_terms.features(images, batch.index))
         return rows
 
     @torch.no_grad()
@@ -157,14 +161,11 @@ class MIRA(Method):
         own = self.cfg.targets == "all"
         terms = {"swapped_ce": swapped_cross_entropy(targets, logits, self.cfg.tau_student, own=own)}
         terms.update(self.diagnostics(logits[:2], targets, z1))
-        # The cross-entropy is a per-sample mean (DDP's gradient average makes it global); dCor needs the global batch.
-        features = {k[len("provider/"):]: v for k, v in rows.items() if k.startswith("provider/")}
-        hybrid = self.cfg.mse or self.cfg.variance or self.cfg.dcor_views
-        z1_all = gather_with_grad(z1) if features or hybrid else z1
-        if hybrid:
-            terms.update(self.view_terms(z1_all, gather_with_grad(z2)))
-        for name, feats in features.items():
-            terms[f"dcor/{name}"] = 1.0 - distance_correlation(z1_all, gather_with_grad(feats), self.estimator)
+        # The cross-entropy is a per-sample mean (DDP's gradient average makes it global); the view and provider
+        # terms are statistics of the global batch.
+        if self.view_terms.active:
+            terms.update(self.view_terms(gather_with_grad(z1), gather_with_grad(z2)))
+        terms.update(self.provider_terms(rows, gather=True))
         return weighted_total(terms, self.weights), terms
 
     @torch.no_grad()

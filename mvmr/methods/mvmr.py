@@ -1,37 +1,41 @@
 """MV-MR (Kinakh et al.): invariance, variance and dCor between the embeddings of the original and an augmented
-view, plus dCor between the augmented embedding and each provider's features of the original view."""
+view, plus one provider term per representation: by default 1 − dCor between the augmented embedding and the
+provider's features of the original view (any objective, view and representation: see ``ProviderConfig``)."""
 from __future__ import annotations
 
-import inspect
 from typing import Literal
 
 import torch
-from torch import nn
+from pydantic import Field
 
 from ..config import Recipe, Section
 from ..data import Batch
+from ..errors import ConfigError
 from ..distributed import gather_with_grad
-from ..losses import MVMRObjective, weighted_total
-from ..losses.distill import build_objective
+from ..losses import ViewTerms, weighted_total
 from ..models import Student
-from ..registry import objectives
-from .base import Method, register_method
+from ..provider_terms import ProviderTerms, StudentRows
+from ..registry import methods
+from .base import Method
+
+VIEW_PAIR = ("augmented/projector", "original/projector")  # the view terms compare these two rows
 
 
 class LossConfig(Section):
-    """The recipe's ``loss`` section: weights of the MV-MR terms (provider weights live under ``providers``)."""
+    """The recipe's ``loss`` section: weights of MV-MR's view terms (provider weights live under ``providers``)."""
 
     mse: float = 1.0
     variance: float = 1.0
     dcor_views: float = 1.0
-    std_margin: float = 1.0
+    std_margin: float = Field(1.0, ge=0)
     dcor_estimator: Literal["biased", "unbiased"] = "biased"
 
 
-@register_method("mvmr")
+@methods.register("mvmr")
 class MVMR(Method):
-    """MV-MR: the student embeds the original view and one augmented view; each provider term compares a student
-    representation with the provider's features through its objective (1 − dCor by default; see ProviderConfig)."""
+    """MV-MR: the student embeds the original view and one augmented view; view terms tie the two embeddings,
+    provider terms tie a student representation to each provider. A step runs only the forwards some term reads
+    (the shipped distillation recipe, with view terms off, embeds one view)."""
 
     views = 1
     section = "loss"
@@ -39,41 +43,25 @@ class MVMR(Method):
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
-        s, loss = recipe.student, self.config
-        self.student = Student.from_config(s)
-        self.mvmr_terms = MVMRObjective(mse=loss.mse, variance=loss.variance, dcor_views=loss.dcor_views,
-                                       std_margin=loss.std_margin, estimator=loss.dcor_estimator)
-        size = recipe.data.image_size
-        heads, self.terms = [], {}
-        for name, cfg in recipe.providers.items():
-            params = dict(cfg.objective_params)
-            if "estimator" in inspect.signature(objectives.get(cfg.objective)).parameters:
-                params.setdefault("estimator", loss.dcor_estimator)
-            student_dim = self.student.feature_dim if cfg.representation == "backbone" else self.student.out_dim
-            heads.append(build_objective(name, cfg.objective, student_dim, self.providers[name].output_dim(size, size),
-                                         params))
-            self.terms[name] = f"{cfg.objective}/{name}"
-        self.heads = nn.ModuleList(heads)  # in recipe order; learned parts (predictors, queues) are checkpointed
-        self.weights = {**self.mvmr_terms.weights, **{self.terms[n]: c.weight for n, c in recipe.providers.items()}}
+        loss = self.config
+        self.student = Student.from_config(recipe.student)
+        self.view_terms = ViewTerms(loss.mse, loss.variance, loss.dcor_views, loss.std_margin, loss.dcor_estimator)
+        self.provider_terms = ProviderTerms.from_recipe(recipe, self.student, estimator=loss.dcor_estimator)
+        self.weights = {**self.view_terms.weights, **self.provider_terms.weights}
+        if not any(self.weights.values()):
+            raise ConfigError("every term of the objective has weight 0 (loss.mse, loss.variance, loss.dcor_views "
+                              "and each providers.<name>.weight); give one a non-zero weight")
+        self.rows_used = (set(VIEW_PAIR) if self.view_terms.active else set()) | self.provider_terms.student_keys()
 
     def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
-        h, h_aug = self.student.embed(batch.original), self.student.embed(batch.views[0])
-        rows = {"original/backbone": h, "original/projector": self.student.projector(h),
-                "augmented/backbone": h_aug, "augmented/projector": self.student.projector(h_aug)}
-        cfgs = self.recipe.providers
-        on_augmented = [n for n, c in cfgs.items() if c.view == "augmented"]
-        features = self.provider_features(batch.original, batch.index, [n for n in cfgs if n not in on_augmented])
-        features.update(self.provider_features(batch.views[0], None, on_augmented))
-        rows.update({f"provider/{n}": f for n, f in features.items()})
+        images = {"original": batch.original, "augmented": batch.views[0]}
+        rows = StudentRows(self.student, images).rows(self.rows_used)
+        rows.update(self.provider_terms.features(images, batch.index))
         return rows
 
     def objective(self, rows: dict[str, torch.Tensor], batch: Batch, progress: float):
-        # Every term is a statistic of the global batch: gather across processes (a no-op in one process).
-        pairs = {name: (f"{'original' if c.view == 'original' else 'augmented'}/{c.representation}", f"provider/{name}")
-                 for name, c in self.recipe.providers.items()}
-        used = {"augmented/projector", "original/projector"} | {k for pair in pairs.values() for k in pair}
-        rows = {k: gather_with_grad(v) for k, v in rows.items() if k in used}
-        terms = self.mvmr_terms.view_terms(rows["augmented/projector"], rows["original/projector"])
-        for head, (name, (student, teacher)) in zip(self.heads, pairs.items()):
-            terms[self.terms[name]] = head(rows[student], rows[teacher])
+        # Every term is a statistic of the global batch: gather across processes once (a no-op in one process).
+        rows = {k: gather_with_grad(v) for k, v in rows.items()}
+        terms = self.view_terms(*(rows[k] for k in VIEW_PAIR)) if self.view_terms.active else {}
+        terms.update(self.provider_terms(rows))
         return weighted_total(terms, self.weights), terms

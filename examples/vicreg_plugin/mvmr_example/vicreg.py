@@ -1,12 +1,14 @@
 """VICReg (Bardes et al.) as an mvmr method, with lightly's ``VICRegLoss``: two augmented views, invariance +
-variance + covariance on the projector outputs. Providers in the recipe add MV-MR's dCor terms to it."""
+variance + covariance on the projector outputs. Providers in the recipe add their terms to it through
+``mvmr.ProviderTerms`` (1 − dCor by default, or any objective, view and representation), the first view playing
+the augmented one."""
 from __future__ import annotations
 
 from pydantic import Field
 
 import mvmr
-from mvmr.distributed import gather_with_grad, is_distributed
-from mvmr.losses import distance_correlation, weighted_total
+from mvmr.distributed import is_distributed
+from mvmr.losses import weighted_total
 
 
 class VICRegConfig(mvmr.Section):
@@ -32,14 +34,14 @@ class VICReg(mvmr.Method):
         # VICReg's statistics are global-batch ones: lightly gathers across processes when told to.
         self.vicreg = VICRegLoss(self.config.lambda_param, self.config.mu_param, self.config.nu_param,
                                  gather_distributed=is_distributed())
-        self.weights = {"vicreg": 1.0, **{f"dcor/{n}": p.weight for n, p in recipe.providers.items()}}
+        self.provider_terms = mvmr.ProviderTerms.from_recipe(recipe, self.student)
+        self.weights = {"vicreg": 1.0, **self.provider_terms.weights}
 
     def training_step(self, batch: "mvmr.Batch", progress: float):
-        z1, z2 = self.student(batch.views[0]), self.student(batch.views[1])
+        images = {"original": batch.original, "augmented": batch.views[0]}
+        student = mvmr.StudentRows(self.student, images)
+        z1, z2 = student("augmented", "projector"), self.student(batch.views[1])
         terms = {"vicreg": self.vicreg(z1.float(), z2.float())}
-        features = self.provider_features(batch.original, batch.index)
-        if features:
-            z_all = gather_with_grad(z1)
-            for name, feats in features.items():
-                terms[f"dcor/{name}"] = 1.0 - distance_correlation(z_all, gather_with_grad(feats))
+        rows = {**student.rows(self.provider_terms.student_keys()), **self.provider_terms.features(images, batch.index)}
+        terms.update(self.provider_terms(rows, gather=True))
         return weighted_total(terms, self.weights), terms

@@ -1,0 +1,210 @@
+"""``ProviderTerms``: the one implementation of mvmr's central idea, "compare a student representation with a frozen
+provider's features through an objective", used by every method and by ``FeatureRegularizer``.
+
+Each term is one entry of a recipe's ``providers`` section (``ProviderConfig``): a frozen provider (an extractor
+or a teacher), a ``weight``, an ``objective`` (1 − dCor, regression through a predictor, RKD, ...), a ``view``
+(``cross``: the student's augmented view against the provider on the original view, as the MV-MR paper;
+``original``; ``augmented``) and a ``representation`` of the student (``projector`` output or ``backbone``
+features). The module
+
+- owns the frozen providers: not in the state_dict, moved with the module, run in float32 outside autocast, read
+  from the feature cache (``source``) for deterministic providers on the original view when dataset indices are
+  given;
+- owns the learned heads (predictors, queues), in the state_dict;
+- says which student rows its terms read (``student_keys``), so a step computes only those;
+- computes the named terms of the batch in two stages, as exact accumulation needs: ``features`` (per-image rows,
+  in ``encode``) and ``forward`` (batch statistics, in ``objective``), gathering the global batch when told to.
+
+Rows are keyed ``"<view>/<representation>"`` for the student and ``"provider/<name>"`` for the features.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
+
+import torch
+from torch import nn
+
+from .config import ProviderConfig
+from .distributed import gather_with_grad
+from .errors import ConfigError
+from .guards import FiniteMonitor
+from .losses.distill import build_objective
+from .providers import Provider
+from .registry import build_providers, objectives
+
+VIEWS = ("original", "augmented")
+ProviderSpec = Union[float, Mapping[str, Any], ProviderConfig, Provider]
+
+
+def student_view(cfg: ProviderConfig) -> str:
+    """The view of the student a term reads: the augmented one unless ``view: original``."""
+    return "original" if cfg.view == "original" else "augmented"
+
+
+def provider_view(cfg: ProviderConfig) -> str:
+    """The view the provider sees: the original one unless ``view: augmented``."""
+    return "augmented" if cfg.view == "augmented" else "original"
+
+
+def _config(spec: ProviderSpec, default_view: Optional[str]) -> ProviderConfig:
+    """A term's settings from a recipe entry, a dict of the same keys, a bare weight, or a built provider."""
+    if isinstance(spec, Provider):
+        cfg = ProviderConfig()
+    elif isinstance(spec, ProviderConfig):
+        cfg = spec
+    elif isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        cfg = ProviderConfig(weight=float(spec))
+    else:
+        from pydantic import ValidationError
+
+        from .config import _format_error
+
+        try:
+            cfg = ProviderConfig.model_validate(dict(spec))
+        except ValidationError as err:
+            raise ConfigError(_format_error(err, "provider spec")) from None
+    if default_view is not None and "view" not in cfg.model_fields_set:
+        cfg = cfg.model_copy(update={"view": default_view})
+    return cfg
+
+
+class StudentRows:
+    """The student's outputs of each view, computed on first use and kept: ``rows("augmented", "backbone")``.
+    A step that needs only some of them (no view terms, a teacher on one view) runs only those forwards."""
+
+    def __init__(self, student: nn.Module, views: Mapping[str, torch.Tensor]) -> None:
+        self.student, self.views = student, views
+        self.done: dict[str, torch.Tensor] = {}
+
+    def __call__(self, view: str, representation: str) -> torch.Tensor:
+        key = f"{view}/{representation}"
+        if key not in self.done:
+            if representation == "backbone":
+                self.done[key] = self.student.embed(self.views[view])
+            else:
+                self.done[key] = self.student.projector(self(view, "backbone"))
+        return self.done[key]
+
+    def rows(self, keys: Iterable[str]) -> dict[str, torch.Tensor]:
+        """The rows ``keys``, computed in a fixed order (original view first, backbone before projector): every
+        BatchNorm sees its batches in the same order in every process and run, which a resume that must repeat
+        the run exactly, and a global-batch BatchNorm, rely on."""
+        order = {"original": 0, "augmented": 1, "backbone": 0, "projector": 1}
+        ordered = sorted(keys, key=lambda k: tuple(order.get(part, 2) for part in k.split("/")) + (k,))
+        return {k: self(*k.split("/")) for k in ordered}
+
+
+class ProviderTerms(nn.Module):
+    """The provider terms of a ``providers`` spec; see the module docstring.
+
+    ``student_dims``: the width of each student representation (``{"projector": 8192, "backbone": 2048}``), needed
+    by objectives with a learned head; ``image_size``: the side of the images the providers see (their output
+    width may depend on it); ``views``: the views the caller can embed with the student (a term whose student view
+    is another is refused, never ignored); ``estimator``: the dCor estimator for ``objective: dcor`` terms that name none."""
+
+    def __init__(self, specs: Mapping[str, ProviderSpec], student_dims: Optional[Mapping[str, int]] = None,
+                 image_size: Optional[int] = None, views: Iterable[str] = VIEWS, estimator: str = "biased",
+                 default_view: Optional[str] = None, seed: Optional[int] = None, owner: str = "this method") -> None:
+        super().__init__()
+        self.configs = {name: _config(spec, default_view) for name, spec in specs.items()}
+        # A plain dict, not a ModuleDict: names may hold '.' and ':' (timm:vit_small.augreg, mvmr:PATH), and frozen
+        # providers are rebuilt from the spec, never checkpointed. _apply moves them with the module.
+        built = build_providers({n: c.params for n, c in self.configs.items() if not isinstance(specs[n], Provider)},
+                                seed)
+        self.providers: dict[str, Provider] = {n: built.get(n, specs[n]) for n in self.configs}
+        for name, cfg in self.configs.items():
+            if student_view(cfg) not in tuple(views):
+                others = " or ".join(v for v in ("cross", "original", "augmented") if v != cfg.view)
+                raise ConfigError(f"providers.{name}.view={cfg.view} needs the student's embedding of the "
+                                  f"{student_view(cfg)} view, which {owner} does not compute; use view: {others}")
+        heads = []
+        for name, cfg in self.configs.items():
+            provider = self.providers[name]
+            if image_size is not None:
+                try:
+                    provider.check_input_size(image_size, image_size)
+                except ValueError as exc:
+                    raise ConfigError(f"provider '{name}' at data.image_size={image_size}: {exc}") from None
+            params = dict(cfg.objective_params)
+            if "estimator" in inspect.signature(objectives.get(cfg.objective)).parameters:
+                params.setdefault("estimator", estimator)
+            student_dim = (student_dims or {}).get(cfg.representation, 0)
+            teacher_dim = provider.output_dim(image_size, image_size) if image_size is not None else 0
+            head = build_objective(name, cfg.objective, student_dim or 1, teacher_dim or 1, params)  # 1: unknown
+            if any(True for _ in head.parameters()) and not (student_dim and teacher_dim):
+                raise ConfigError(f"providers.{name}: objective '{cfg.objective}' learns a head from the student's "
+                                  f"{cfg.representation} to the provider's features, so it needs both widths: pass "
+                                  f"embedding_dim= and image_size=")
+            heads.append(head)
+        self.heads = nn.ModuleList(heads)  # in spec order; learned parts (predictors, queues) are checkpointed
+        self.names = {name: f"{cfg.objective}/{name}" for name, cfg in self.configs.items()}
+        self.weights = {self.names[n]: cfg.weight for n, cfg in self.configs.items()}
+        self.source: Optional[Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]] = None  # the feature cache
+        self.monitor = FiniteMonitor()  # the engine swaps in one that knows the step (and defers on GPUs)
+
+    @classmethod
+    def from_recipe(cls, recipe, student: nn.Module, views: Iterable[str] = VIEWS,
+                    estimator: str = "biased") -> "ProviderTerms":
+        """The terms of a recipe's ``providers`` section for ``student`` (a ``Student``)."""
+        dims = {"projector": student.out_dim, "backbone": student.feature_dim}
+        return cls(recipe.providers, dims, recipe.data.image_size, views, estimator, seed=recipe.trainer.seed)
+
+    # what a step needs ---------------------------------------------------------------------------------------------
+    def active(self) -> dict[str, ProviderConfig]:
+        """The terms with a non-zero weight (the others are not computed at all)."""
+        return {n: c for n, c in self.configs.items() if c.weight != 0}
+
+    def student_keys(self) -> set[str]:
+        """The student rows (``"<view>/<representation>"``) the active terms read."""
+        return {f"{student_view(c)}/{c.representation}" for c in self.active().values()}
+
+    def row_keys(self) -> set[str]:
+        """Every row the active terms read: student rows and ``provider/<name>`` features."""
+        return self.student_keys() | {f"provider/{n}" for n in self.active()}
+
+    # stage 1: per-image rows ----------------------------------------------------------------------------------
+    def features(self, images: Mapping[str, torch.Tensor], index: Optional[torch.Tensor] = None,
+                 indexed_view: str = "original") -> dict[str, torch.Tensor]:
+        """``provider/<name>`` rows of the active terms, each provider on its view of ``images`` (``{"original":
+        ..., "augmented": ...}``), in float32 outside autocast. ``index`` (dataset indices) addresses the images of
+        ``indexed_view`` (deterministic ones: the original view); deterministic providers on that view read the
+        cache (``source``)."""
+        out = {}
+        for name, cfg in self.active().items():
+            provider, view = self.providers[name], provider_view(cfg)
+            if view not in images:
+                raise ValueError(f"providers.{name}.view={cfg.view} reads the provider on the {view} view; pass "
+                                 f"those images too")
+            x = images[view].detach().float()
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                if self.source is not None and provider.deterministic and index is not None and view == indexed_view:
+                    feats = self.source(name, x, index.cpu())
+                else:
+                    feats = provider(x)
+            self.monitor.watch(f"provider '{name}' returned NaN or Inf features at step {{step}}; fix the provider "
+                               f"(its features must be finite)", feats)
+            out[f"provider/{name}"] = feats
+        return out
+
+    # stage 2: batch statistics ------------------------------------------------------------------------------------
+    def forward(self, rows: Mapping[str, torch.Tensor], gather: bool = False) -> dict[str, torch.Tensor]:
+        """The unweighted terms (``<objective>/<name>``) from the rows of stage 1 and the student's; with
+        ``gather`` the rows are first concatenated over processes (with gradient): the terms of the global batch."""
+        def take(key: str) -> torch.Tensor:
+            if key not in rows:
+                raise ValueError(f"the provider terms read the row '{key}', which was not given; rows: "
+                                 f"{', '.join(sorted(rows))}")
+            return gather_with_grad(rows[key]) if gather else rows[key]
+        terms = {}
+        for head, (name, cfg) in zip(self.heads, self.configs.items()):
+            if cfg.weight != 0:
+                student = take(f"{student_view(cfg)}/{cfg.representation}")
+                terms[self.names[name]] = head(student, take(f"provider/{name}"))
+        return terms
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        for provider in self.providers.values():
+            provider._apply(fn, *args, **kwargs)
+        return self
