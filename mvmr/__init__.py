@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # Provider (torch) is imported on first use, so that `import mvmr` and the CLI start light
     from .providers import Provider
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from .errors import MVMRError  # noqa: E402
 from .registry import (create_provider, datasets as _datasets, extractors as _extractors,  # noqa: E402

@@ -14,7 +14,12 @@ from typing import Any, Mapping, Optional
 
 import torch
 
+from . import __version__
 from .errors import CheckpointError, MVMRError, NonFiniteError
+
+# The layout of what a checkpoint holds (recipe shape, state names). A change bumps it; files of another format are
+# refused with one line, never migrated silently.
+FORMAT = 1
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -75,7 +80,7 @@ def save_checkpoint(state: Mapping[str, Any], path: Path) -> None:
         raise NonFiniteError(f"'{bad}' holds NaN or Inf at step {state.get('step')}: not writing a checkpoint; "
                              f"{kept} (lower optim.lr, or check the providers)")
     try:
-        atomic_save(dict(state), path)
+        atomic_save({**state, "format": FORMAT}, path)
     except OSError as exc:
         raise CheckpointError(f"cannot write the checkpoint of step {state.get('step')} to {path} "
                               f"({exc.strerror or exc}); {kept}: free disk space (or fix the folder) and resume "
@@ -110,19 +115,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(method, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in method.items()):
         raise CheckpointError(f"'{path}': its 'method' entry is not a state_dict of tensors; it was not written by "
                               f"mvmr (or was edited): use the run's own checkpoint")
-    state["recipe"] = with_projector_bias(state["recipe"], state["method"])
+    if state.get("format") != FORMAT:
+        found = state.get("format", "none: written before mvmr 0.3")
+        raise CheckpointError(f"'{path}' is a checkpoint of format {found}; this mvmr ({__version__}) reads format "
+                              f"{FORMAT}: use the mvmr version that wrote it, or train again")
     return state
-
-
-def with_projector_bias(recipe: Any, weights: Mapping[str, Any]) -> Any:
-    """Recipes saved by mvmr ≤ 0.2 have no ``student.projector_bias``: read it off the weights, so those checkpoints
-    keep loading (they have biases in the hidden projector Linears, the only Linears with 2-D weights and a bias)."""
-    if not isinstance(recipe, dict) or "projector_bias" in (recipe.get("student") or {}):
-        return recipe
-    linear_bias = any(k.startswith("student.projector.") and k.endswith(".bias")
-                      and getattr(weights.get(k[:-len("bias")] + "weight"), "ndim", 0) == 2 for k in weights)
-    student = {**(recipe.get("student") or {}), "projector_bias": "hidden" if linear_bias else "none"}
-    return {**recipe, "student": student}
 
 
 def load_checkpoint(path: str | Path, with_providers: bool = True):

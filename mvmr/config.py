@@ -101,8 +101,9 @@ class StudentConfig(Section):
         "standard", description="small_kernel: the official MV-MR 3×3 conv1 with max-pool; cifar: also no max-pool")
     zero_init_residual: bool = True
     projector: LayerSpec = Field("8192-8192-8192", description="default: the method's default_projector")
-    projector_bias: Literal["none", "last", "hidden"] = Field(
-        "none", description="which projector Linears have a bias; default: the method's default_projector_bias")
+    projector_bias: Literal["none", "last"] = Field(
+        "none", description="which projector Linears have a bias: none (official MV-MR, VICReg) or the last one "
+                            "(official MIRA); default: the method's default_projector_bias")
     projector_output_bn: bool = Field(False, description="end the projector with a BatchNorm without affine "
                                       "(MoCo v3); centres the embedding (not in the official MV-MR / MIRA)")
     channels_last: bool = False
@@ -197,33 +198,6 @@ def _recipe_model(method_cls: type) -> type[Recipe]:
                         **{method_cls.section: (method_cls.Config, Field(default_factory=method_cls.Config))})
 
 
-def migrate(tree: dict, method_cls: type) -> dict:
-    """Recipes of mvmr ≤ 0.1 carried every method's section: keep only the chosen method's. ``mira.projector``
-    moved to ``student.projector``, the MIRA hybrid's ``loss.dcor_estimator`` to ``mira.dcor_estimator``, and
-    ``student.small_stem: true`` is ``student.stem: cifar``."""
-    from .registry import methods
-
-    tree = dict(tree)
-    student = tree.get("student")
-    if isinstance(student, dict) and "small_stem" in student:  # mvmr ≤ 0.1: small_stem removed the max-pool too
-        student = dict(student)
-        small = student.pop("small_stem")
-        if small and "stem" not in student:
-            student["stem"] = "cifar"
-        tree["student"] = student
-    if tree.get("method", "mvmr") == "mira":
-        mira = dict(tree.get("mira") or {})
-        if "projector" in mira:
-            tree["student"] = {**(tree.get("student") or {}), "projector": mira.pop("projector")}
-        estimator = (tree.get("loss") or {}).get("dcor_estimator")
-        if estimator is not None and "dcor_estimator" not in mira:
-            mira["dcor_estimator"] = estimator
-        tree["mira"] = mira
-    own = method_cls.section
-    others = {methods.get(n).section for n in methods.names()} - {own, None}
-    return {k: v for k, v in tree.items() if k not in others}
-
-
 def split_key(dotted: str) -> list[str]:
     """'providers."mvmr:/runs/a.pt".weight' -> ['providers', 'mvmr:/runs/a.pt', 'weight']: double quotes keep a
     name holding '.' or ':' whole."""
@@ -286,6 +260,20 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _refuse_other_sections(tree: dict, method: str) -> None:
+    """A section of another method (``mira:`` in a ``method: mvmr`` recipe) is named as such, not as unknown."""
+    from .registry import methods
+
+    known = set(Recipe.model_fields) | {_method_class(method).section}
+    for key in tree:
+        if key in known:
+            continue
+        owners = [n for n in methods.names() if methods.get(n).section == key]
+        if owners:
+            raise ConfigError(f"section '{key}' belongs to method '{owners[0]}', but this recipe's method is "
+                              f"'{method}'; remove it (a recipe holds only its own method's settings)")
+
+
 def _format_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
@@ -315,7 +303,7 @@ def build_recipe(tree: dict, overrides: Optional[list[str]] = None, source: str 
         raise ConfigError(f"{source}: {exc} (key 'method')") from None
     if method_cls is None:
         raise ConfigError(f"{source}: 'method' must be a method name, got {name!r}")
-    tree = migrate(tree, method_cls)
+    _refuse_other_sections(tree, name)
     student = tree.get("student")
     if student is None or isinstance(student, dict):
         defaults = {"projector": method_cls.default_projector, "projector_bias": method_cls.default_projector_bias}

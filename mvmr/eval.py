@@ -84,18 +84,17 @@ def labelled_splits(cfg: DataConfig, limit: Optional[int] = None) -> tuple[Datas
     return train, test
 
 
+# Protocols on frozen features: (train_x, train_y, test_x, test_y, k, t) -> {"top1", "top5"}; k and t are k-NN's.
+PROTOCOLS = {"knn": knn_classify, "linear": lambda tx, ty, vx, vy, k, t: linear_probe(tx, ty, vx, vy)}
+
+
 def evaluate(encoder, cfg: DataConfig, protocol: str = "knn", k: int = 20, t: float = 0.07,
              limit: Optional[int] = None, device: str = "cpu", batch_size: int = 256) -> dict[str, float]:
-    """Extract features of the labelled splits and run ``knn`` or ``linear``."""
+    """Extract features of the labelled splits and run a protocol of ``PROTOCOLS`` (``knn`` or ``linear``)."""
     train, test = labelled_splits(cfg, limit)
     tx, ty = extract_features(encoder, train, batch_size, device)
     vx, vy = extract_features(encoder, test, batch_size, device)
-    if protocol == "knn":
-        return knn_classify(tx, ty, vx, vy, k, t)
-    return PROTOCOLS[protocol](tx, ty, vx, vy)
-
-
-PROTOCOLS = {"knn": knn_classify, "linear": linear_probe}
+    return PROTOCOLS[protocol](tx, ty, vx, vy, k, t)
 
 
 def cluster_metrics(pred: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

@@ -18,15 +18,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-STEMS = ("standard", "small_kernel", "cifar")
-
-
 def apply_stem(model: nn.Module, stem: str) -> nn.Module:
-    """The first layers of a torchvision ResNet for small images. ``small_kernel``: the official MV-MR code's
-    3×3 stride-1 conv1, max-pool kept (STL10 at 96 px: 24×24 after the stem); ``cifar``: 3×3 stride-1 conv1 and no
-    max-pool (CIFAR-style, 4× the FLOPs of small_kernel); ``standard``: torchvision's 7×7 stride-2 conv1 and max-pool."""
-    if stem not in STEMS:
-        raise ConfigError(f"student.stem '{stem}' is unknown; use one of {', '.join(STEMS)}")
+    """The first layers of a torchvision ResNet for small images (``student.stem``). ``small_kernel``: the official
+    MV-MR code's 3×3 stride-1 conv1, max-pool kept (STL10 at 96 px: 24×24 after the stem); ``cifar``: 3×3 stride-1
+    conv1 and no max-pool (CIFAR-style, 4× the FLOPs of small_kernel); ``standard``: torchvision's 7×7 stride-2
+    conv1 and max-pool."""
     if stem == "standard":
         return model
     if not hasattr(model, "conv1") or not hasattr(model, "maxpool"):
@@ -98,23 +94,18 @@ def build_backbone(name: str, stem: str = "standard", weights: Optional[str] = N
     return model, linears[0].in_features
 
 
-PROJECTOR_BIASES = ("none", "last", "hidden")
-
-
 def build_projector(in_dim: int, spec: str, bias: str = "none", output_bn: bool = False) -> nn.Module:
     """'8192-8192-8192' -> Linear-BN-ReLU blocks and a last Linear. ``bias``: ``none`` (official MV-MR / VICReg: no
-    Linear has one), ``last`` (official MIRA: only the last), ``hidden`` (mvmr ≤ 0.2: the hidden ones, whose bias
-    the following BatchNorm cancels anyway). ``output_bn`` ends with a BatchNorm without affine (as MoCo v3): the
-    embedding is centred, so cosines between different images spread from the first step."""
-    if bias not in PROJECTOR_BIASES:
-        raise ConfigError(f"projector bias '{bias}' must be one of {', '.join(PROJECTOR_BIASES)}")
+    Linear has one) or ``last`` (official MIRA: only the last; a hidden Linear's bias the following BatchNorm
+    cancels anyway). ``output_bn`` ends with a BatchNorm without affine (as MoCo v3): the embedding is centred, so
+    cosines between different images spread from the first step."""
     try:
         dims = [in_dim] + [int(d) for d in spec.split("-")] if spec else [in_dim]
     except ValueError:
         raise ConfigError(f"projector spec '{spec}' must look like 8192-8192-8192") from None
     layers: list[nn.Module] = []
     for a, b in zip(dims[:-2], dims[1:-1]):
-        layers += [nn.Linear(a, b, bias=bias == "hidden"), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
+        layers += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
     if len(dims) > 1:
         layers.append(nn.Linear(dims[-2], dims[-1], bias=bias == "last"))
     if output_bn:

@@ -133,8 +133,8 @@ def test_ema_teacher_moves_towards_the_student():
     from mvmr.config import build_recipe
     from mvmr.methods import build_method
 
-    method = build_method(build_recipe({"method": "mira", "student": {"backbone": "resnet18"},
-                                        "mira": {"projector": "32", "prototypes": 10}}))
+    method = build_method(build_recipe({"method": "mira", "student": {"backbone": "resnet18", "projector": "32"},
+                                        "mira": {"prototypes": 10}}))
     t0 = [p.clone() for p in method.teacher.parameters()]
     with torch.no_grad():
         for p in method.student.parameters():

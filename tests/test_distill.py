@@ -3,6 +3,7 @@ teacher weights from a file; the missing-weights error before training; `mvmr ca
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -80,3 +81,23 @@ def test_cifar10_distill_recipe_on_npz_with_a_classifier_teacher(tmp_path, npz_p
     assert result.exit_code == 0, result.output + repr(result.exception)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert "mse/torchvision:resnet18" in [r for r in records if "loss" in r][-1]
+
+
+def test_with_teacher_replaces_the_teachers_and_keeps_their_term_settings(tmp_path):
+    from mvmr.distill import with_teacher
+    from mvmr.errors import RegistryError
+
+    providers = {"pixels": {"weight": 0.5},
+                 "clip-vit-b16": {"weight": 2.0, "objective": "mse", "view": "augmented", "representation": "backbone",
+                                  "objective_params": {"hidden": 0}, "params": {"pretrained": "none"}}}
+    swapped = with_teacher(providers, "timm:resnet10t")
+    assert list(swapped) == ["pixels", "timm:resnet10t"] and swapped["pixels"] == {"weight": 0.5}
+    assert swapped["timm:resnet10t"] == {"weight": 2.0, "objective": "mse", "view": "augmented",
+                                         "representation": "backbone", "objective_params": {"hidden": 0}, "params": {}}
+    same = with_teacher(providers, "clip-vit-b16", weights=tmp_path / "w.pt", objective="cosine")
+    assert same["clip-vit-b16"]["params"] == {"pretrained": "none", "weights": str((tmp_path / "w.pt").resolve())}
+    assert same["clip-vit-b16"]["objective"] == "cosine" and same["clip-vit-b16"]["objective_params"] == {}
+    assert with_teacher({"pixels": {"weight": 1.0}}, "clip-vit-b16")["clip-vit-b16"] == {"weight": 1.0, "params": {}}
+    with pytest.raises(RegistryError, match="did you mean"):
+        with_teacher(providers, "clip-vit-b61")
+    assert providers["clip-vit-b16"]["objective"] == "mse"  # the input is not modified

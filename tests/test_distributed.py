@@ -20,11 +20,11 @@ RECIPE_TREES = {
     "mvmr": {"method": "mvmr", "student": {"backbone": "resnet18", "projector": "64-32"},
              "providers": {"pixels": {"weight": 1.0}, "hog": {"weight": -0.5, "params": {"cells_per_block": 2}}},
              "loss": {"dcor_estimator": "unbiased"}},
-    "mira": {"method": "mira", "student": {"backbone": "resnet18"},
-             "mira": {"projector": "64-32", "prototypes": 40, "assigner": "mira"},
+    "mira": {"method": "mira", "student": {"backbone": "resnet18", "projector": "64-32"},
+             "mira": {"prototypes": 40, "assigner": "mira"},
              "providers": {"lsd": {"weight": 0.5}}},
-    "sinkhorn": {"method": "mira", "student": {"backbone": "resnet18"},
-                 "mira": {"projector": "64-32", "prototypes": 40, "assigner": "sinkhorn"}},
+    "sinkhorn": {"method": "mira", "student": {"backbone": "resnet18", "projector": "64-32"},
+                 "mira": {"prototypes": 40, "assigner": "sinkhorn"}},
 }
 
 

@@ -177,24 +177,24 @@ def test_projector_biases_follow_the_official_code(method, expected):
     assert [m.bias is not None for m in linears] == expected
 
 
-@pytest.mark.parametrize("method", ["mvmr", "mira"])
-def test_checkpoints_of_mvmr_0_2_still_load(tmp_path, method):
-    """Checkpoints written before student.projector_bias existed had biases in the hidden Linears only."""
-    from mvmr.checkpoint import load_checkpoint, save_checkpoint
+def test_checkpoints_carry_a_format_and_other_formats_are_refused(tmp_path):
+    """No silent migration: a checkpoint of another format (or none: written before mvmr 0.3) is one clear line."""
+    from mvmr.checkpoint import FORMAT, load_checkpoint, save_checkpoint
     from mvmr.config import build_recipe
+    from mvmr.errors import CheckpointError
     from mvmr.methods import build_method
 
-    tree = {"method": method, "student": {"backbone": "resnet18", "projector": "32-16"}}
-    old = build_method(build_recipe({**tree, "student": {**tree["student"], "projector_bias": "hidden"}}))
-    saved = old.recipe.to_dict()
-    del saved["student"]["projector_bias"]
-    save_checkpoint({"recipe": saved, "method": old.trainable_state()}, tmp_path / "old.pt")
-    recipe, method_ = load_checkpoint(tmp_path / "old.pt", with_providers=False)
-    assert recipe.student.projector_bias == "hidden"
-    for key, value in old.trainable_state().items():
-        assert torch.equal(method_.trainable_state()[key], value), key
-    fresh = build_method(build_recipe(tree))  # and a new one of the same recipe has the official biases
-    assert fresh.student.projector[0].bias is None
+    method = build_method(build_recipe({"student": {"backbone": "resnet18", "projector": "32-16"}}))
+    save_checkpoint({"recipe": method.recipe.to_dict(), "method": method.trainable_state()}, tmp_path / "now.pt")
+    assert torch.load(tmp_path / "now.pt", weights_only=True)["format"] == FORMAT
+    load_checkpoint(tmp_path / "now.pt", with_providers=False)
+    old = {"recipe": method.recipe.to_dict(), "method": method.trainable_state()}
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="format none: written before mvmr 0.3.*reads format 1"):
+        load_checkpoint(tmp_path / "old.pt")
+    torch.save({**old, "format": FORMAT + 1}, tmp_path / "newer.pt")
+    with pytest.raises(CheckpointError, match=f"format {FORMAT + 1}"):
+        load_checkpoint(tmp_path / "newer.pt")
 
 
 def test_cifar10_mira_recipe_two_steps(tmp_path, npz_path):

@@ -85,15 +85,14 @@ def test_a_method_registered_in_python_brings_its_own_section(tmp_path):
         methods.unregister("t_mean_embedding")
 
 
-def test_each_method_reads_only_its_own_section_and_old_recipes_migrate():
-    old_mira = {"method": "mira", "mira": {"projector": "64-32", "prototypes": 10},
-                "loss": {"dcor_estimator": "unbiased", "mse": 3.0}}
-    recipe = build_recipe(old_mira)
-    assert recipe.student.projector == "64-32" and recipe.mira.dcor_estimator == "unbiased"
-    assert "loss" not in recipe.to_dict()
-    old_mvmr = {"method": "mvmr", "mira": {"prototypes": 7}, "loss": {"mse": 2.0}}
-    recipe = build_recipe(old_mvmr)
-    assert recipe.loss.mse == 2.0 and "mira" not in recipe.to_dict()
+def test_each_method_reads_only_its_own_section():
+    """Another method's section is refused by name (no silent dropping: mvmr has no older recipes to migrate)."""
+    with pytest.raises(ConfigError, match="section 'loss' belongs to method 'mvmr'.*method is 'mira'"):
+        build_recipe({"method": "mira", "mira": {"prototypes": 10}, "loss": {"mse": 3.0}})
+    with pytest.raises(ConfigError, match="section 'mira' belongs to method 'mira'"):
+        build_recipe({"method": "mvmr", "mira": {"prototypes": 7}, "loss": {"mse": 2.0}})
+    assert build_recipe({"method": "mvmr", "loss": {"mse": 2.0}}).loss.mse == 2.0
+    assert "mira" not in build_recipe({}).to_dict()
     assert build_recipe({}).student.projector == "8192-8192-8192"
     assert build_recipe({"method": "mira"}).student.projector == "2048-2048-256"
     with pytest.raises(ConfigError, match=r"unknown key 'lossy'"):

@@ -29,8 +29,6 @@ def _eval_clusters(method, recipe, limit, k, t, device):
 
     from ..eval import cluster_metrics, labelled_splits
 
-    if not hasattr(method, "predict_clusters"):
-        raise MVMRError(f"a '{recipe.method}' checkpoint has no clustering head; 'eval clusters' is for method: mira")
     _, test = labelled_splits(recipe.data, limit)
     method.to(device).eval()
     preds, labels = [], []

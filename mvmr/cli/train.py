@@ -68,8 +68,8 @@ def pretrain(recipe_name: str = typer.Argument(..., metavar="RECIPE",
     recipe = resolve_recipe(recipe_name)
     out_dir = _out_dir(recipe, out)
     # On --resume the checkpoint's recipe is the truth (--set may change only where/how long it runs).
-    cfg = resume_recipe(out_dir, recipe, set_) if resume else load_recipe(recipe, set_)
-    summary = run(cfg, out_dir, resume, source=recipe,
+    cfg, state = resume_recipe(out_dir, recipe, set_) if resume else (load_recipe(recipe, set_), None)
+    summary = run(cfg, out_dir, resume, source=recipe, state=state,
                   resume_command=_command("pretrain", recipe_name, out_dir, imports=imports))
     _print_summary(summary, out_dir)
 
@@ -89,8 +89,9 @@ def distill(teacher: Optional[str] = typer.Option(None, "--teacher", help="Teach
     """Distil a frozen teacher into the student, label-free: the recipe's objective between a student
     representation and the teacher's features (e.g. MV-MR's 1 − dCor, or cosine regression through a predictor)."""
     from ..config import build_recipe
-    from ..recipe_files import load_recipe, resolve_recipe
+    from ..distill import with_teacher
     from ..engine import pretrain as run, resume_recipe
+    from ..recipe_files import load_recipe, resolve_recipe
     from ..registry import teachers
 
     import_modules(imports)
@@ -104,31 +105,17 @@ def distill(teacher: Optional[str] = typer.Option(None, "--teacher", help="Teach
             if value is not None:
                 raise MVMRError(f"--resume continues the run with its saved teacher settings; {flag} would change "
                                 f"them: resume without {flag}, or start a new run with another --out")
-        cfg = resume_recipe(out_dir, recipe, set_)
+        cfg, state = resume_recipe(out_dir, recipe, set_)
         if teacher is not None and teacher not in cfg.providers:
             raise MVMRError(f"--resume: the run in {out_dir} distils {', '.join(cfg.providers) or 'no teacher'}, "
                             f"not '{teacher}'; resume without --teacher, or start a new run with another --out")
-        summary = run(cfg, out_dir, True, source=recipe,
+        summary = run(cfg, out_dir, True, source=recipe, state=state,
                       resume_command=_command("distill", recipe_name, out_dir, extra, imports))
         _print_summary(summary, out_dir)
         return
     teacher = teacher or "clip-vit-b16"
-    cfg = load_recipe(recipe, set_)
-    tree = cfg.to_dict()
-    # The named teacher replaces the recipe's teachers: it keeps their weight, objective, view and representation
-    # (and their params when it is the same teacher).
-    old = {n: p for n, p in tree["providers"].items() if n in teachers}
-    template = next(iter(old.values()), {"weight": 1.0})
-    entry = old.get(teacher) or {**{k: v for k, v in template.items() if k != "params"}, "params": {}}
-    tree["providers"] = {n: p for n, p in tree["providers"].items() if n not in old}
-    if teacher_weights is not None:
-        entry = {**entry, "params": {**entry["params"], "weights": str(teacher_weights.expanduser().resolve())}}
-    if objective is not None:
-        from ..registry import objectives
-
-        objectives.lookup(objective)  # unknown objective: one clear line, with the closest name
-        entry = {**entry, "objective": objective, "objective_params": {}}
-    tree["providers"][teacher] = entry
+    tree = load_recipe(recipe, set_).to_dict()
+    tree["providers"] = with_teacher(tree["providers"], teacher, teacher_weights, objective)
     summary = run(build_recipe(tree, source=str(recipe)), out_dir, False, source=recipe,
                   resume_command=_command("distill", recipe_name, out_dir, f" --teacher {teacher}", imports))
     _print_summary(summary, out_dir)

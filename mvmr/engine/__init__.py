@@ -14,9 +14,11 @@ from .run import EpochSampler, Run
 
 
 def pretrain(recipe: Recipe, out_dir: Path, resume: bool = False, source: Optional[Path] = None,
-             resume_command: Optional[str] = None, callbacks: Optional[list[Callback]] = None) -> dict[str, Any]:
-    """Train ``recipe`` into ``out_dir`` (or continue it with ``resume``); returns the summary."""
-    run = Run(recipe, out_dir, resume, source, resume_command)
+             resume_command: Optional[str] = None, callbacks: Optional[list[Callback]] = None,
+             state: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """Train ``recipe`` into ``out_dir`` (or continue it with ``resume``, from ``state`` when the caller already
+    read and checked the checkpoint: ``resume_recipe``); returns the summary."""
+    run = Run(recipe, out_dir, resume, source, resume_command, state)
     return fit(run, callbacks if callbacks is not None else default_callbacks(run))
 
 

@@ -197,17 +197,16 @@ class Checkpoint(Callback):
 
 
 class CollapseWatch(Callback):
-    """One warning line when the method's ``collapse_warning(values)`` (if it has one) fires on ``patience``
-    consecutive log steps; it reads the values the metrics log already fetched (no extra host sync)."""
+    """One warning line when the method's ``collapse_warning(values)`` fires on ``patience`` consecutive log
+    steps; it reads the values the metrics log already fetched (no extra host sync)."""
 
     def __init__(self, patience: int = 5) -> None:
         self.patience, self.hits, self.warned = patience, 0, False
 
     def on_step(self, run: "Run", info: "StepInfo") -> None:
-        check = getattr(run.method, "collapse_warning", None)
-        if check is None or not info.logging or self.warned:
+        if not info.logging or self.warned:
             return
-        message = check(info.values())
+        message = run.method.collapse_warning(info.values())
         self.hits = self.hits + 1 if message else 0
         if message and self.hits >= self.patience and run.main:
             self.warned = True

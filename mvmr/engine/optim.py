@@ -20,9 +20,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def effective_precision(device: torch.device, precision: str) -> str:
-    """What a recipe's precision means on this device: fp16 autocast is for CUDA, so on a CPU fp16 runs as fp32.
-    bf16 stays an explicit choice: it made the step 1.3-1.7x faster here but the whole digits quickstart no faster
-    (81 s vs 78 s, k-NN 96.4 vs 96.7; benchmarks/bench_precision.py and benchmarks/results.jsonl)."""
+    """What a recipe's precision means on this device: fp16 autocast is for CUDA, so on a CPU fp16 runs as fp32;
+    bf16 stays an explicit choice (its speed on CPUs: README, benchmarks/bench_precision.py)."""
     if device.type == "cpu" and precision == "fp16":
         return "fp32"
     return precision

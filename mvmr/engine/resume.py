@@ -39,10 +39,11 @@ def show_keys(keys: list[str], limit: int = 5) -> str:
     return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def resume_recipe(out_dir: Path, recipe_path: Optional[Path], overrides: list[str]) -> Recipe:
-    """The recipe a ``--resume`` continues with: the one saved in the run's checkpoint, plus ``--set`` overrides of
-    resumable keys only. Refuses (one line, nothing written) a missing or damaged checkpoint, a recipe file edited
-    since the run started, and overrides that would change what the run computes."""
+def resume_recipe(out_dir: Path, recipe_path: Optional[Path], overrides: list[str]) -> tuple[Recipe, dict[str, Any]]:
+    """The recipe a ``--resume`` continues with, and the checkpoint it continues from (read once, here): the
+    recipe saved in the run's checkpoint, plus ``--set`` overrides of resumable keys only. Refuses (one line,
+    nothing written) a missing or damaged checkpoint, a recipe file edited since the run started, and overrides
+    that would change what the run computes."""
     ckpt = Path(out_dir) / "checkpoints" / "last.pt"
     if not ckpt.is_file():
         raise ConfigError(f"--resume: no checkpoint at {ckpt}; start a new run without --resume")
@@ -69,4 +70,4 @@ def resume_recipe(out_dir: Path, recipe_path: Optional[Path], overrides: list[st
     if diff:
         raise ConfigError(f"--resume: --set {show_keys(diff)} would change what the run computes; on resume only "
                           f"trainer.{{{','.join(RESUMABLE_KEYS)}}} and data.root (same data, moved) may change")
-    return recipe
+    return recipe, state

@@ -80,7 +80,7 @@ class Run:
     and opens the feature caches, the run's first writes."""
 
     def __init__(self, recipe: Recipe, out_dir: Path, resume: bool = False, source: Optional[Path] = None,
-                 resume_command: Optional[str] = None) -> None:
+                 resume_command: Optional[str] = None, state: Optional[dict[str, Any]] = None) -> None:
         self.recipe, self.out = recipe, Path(out_dir)
         self.ckpt_path = self.out / "checkpoints" / "last.pt"
         self.resume_command = resume_command or f"mvmr pretrain {self.out / 'recipe.yaml'} --out {self.out} --resume"
@@ -88,8 +88,8 @@ class Run:
         self.source = None
         if source is not None and Path(source).is_file():
             self.source = {"path": str(Path(source).resolve()), "text": Path(source).read_text()}
-        self.method_cls = methods.get(recipe.method)
-        state = self._validate(resume)
+        self.method_cls = methods.get(recipe.method)  # looked up once; build_method below is handed it
+        state = self._validate(resume, state)
         self._build_data()
         self._build_model()
         self._build_optimizer()
@@ -103,8 +103,9 @@ class Run:
         self.lock = RunLock(self.out)
 
     # set-up steps -------------------------------------------------------------------------------------------------
-    def _validate(self, resume: bool) -> Optional[dict[str, Any]]:
-        """Everything checkable before data and model: the folders, the trainer settings, the resume state."""
+    def _validate(self, resume: bool, state: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        """Everything checkable before data and model: the folders, the trainer settings, the resume state (read
+        from the checkpoint and compared with the recipe here, unless ``state`` was read and checked already)."""
         t = self.recipe.trainer
         check_out_dir(self.out)
         if t.use_cache:
@@ -112,7 +113,7 @@ class Run:
         if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("trainer.tensorboard=true needs tensorboard: pip install 'mvmr[tensorboard]' "
                               "(or set trainer.tensorboard=false)")
-        state = self._check_resume(resume)  # before anything is built or written
+        state = state if resume and state is not None else self._check_resume(resume)
         self.device = dist_utils.setup(t.device)
         self.rank, self.world, self.main = dist_utils.rank(), dist_utils.world_size(), dist_utils.is_main()
         o = self.recipe.optim
@@ -145,7 +146,7 @@ class Run:
     def _build_model(self) -> None:
         """The method (student, providers, objective) on the device; DDP around it under torchrun."""
         t = self.recipe.trainer
-        self.method: Method = build_method(self.recipe).to(self.device)
+        self.method: Method = build_method(self.recipe, self.method_cls).to(self.device)
         self.monitor = FiniteMonitor(deferred=self.device.type != "cpu")
         self.method.monitor = self.monitor
         if self.recipe.student.channels_last:

@@ -23,10 +23,10 @@ from ..provider_terms import ProviderTerms
 from ..registry import methods
 
 
-def build_method(recipe: Recipe) -> "Method":
-    """The recipe's method, with its student and provider terms. A method that leaves the recipe's providers
-    unused is refused: a provider in a recipe always does what it says."""
-    method = methods.get(recipe.method)(recipe)
+def build_method(recipe: Recipe, cls: Optional[type["Method"]] = None) -> "Method":
+    """The recipe's method (``cls`` when the caller looked it up already), with its student and provider terms. A
+    method that leaves the recipe's providers unused is refused: a provider in a recipe always does what it says."""
+    method = (cls or methods.get(recipe.method))(recipe)
     if recipe.providers and not method.provider_terms.configs:
         raise ConfigError(f"method '{recipe.method}' does not use providers (it builds no ProviderTerms); remove the "
                           f"recipe's providers section, or make the method call ProviderTerms.from_recipe")

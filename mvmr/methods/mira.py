@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ..config import Recipe, Section
+from ..config import Recipe
 from ..data import AugmentSpec, Batch, augment_spec
 from ..distributed import gather_rows, gather_with_grad, is_distributed
 from ..losses import ViewTerms, mira_assign, sinkhorn_assign, swapped_cross_entropy, weighted_total
@@ -24,6 +24,7 @@ from ..models import Student
 from ..provider_terms import ProviderTerms, StudentRows
 from ..registry import methods
 from .base import Method
+from .mvmr import ViewTermsConfig
 
 # Marginals are global-batch statistics: the assigners reduce across processes when told to.
 ASSIGNERS = {
@@ -34,8 +35,10 @@ ASSIGNERS = {
 }
 
 
-class MiraConfig(Section):
-    """The recipe's ``mira`` section (defaults: the official MIRA code). The projector is ``student.projector``."""
+class MiraConfig(ViewTermsConfig):
+    """The recipe's ``mira`` section (defaults: the official MIRA code). The projector is ``student.projector``.
+    ``mse``, ``variance``, ``dcor_views`` (MV-MR's terms between the two global views), ``std_margin`` and
+    ``dcor_estimator`` come from ``ViewTermsConfig``; the hybrid terms are off by default (the plain method)."""
 
     assigner: Literal["mira", "sinkhorn"] = "mira"
     prototypes: int = Field(3000, ge=2)
@@ -59,13 +62,11 @@ class MiraConfig(Section):
         "random", description="random: unit Gaussian directions (official); data: the teacher's embeddings of "
         "random images of the first global batch (of its first micro-batch under optim.accumulate), so the first "
         "targets already group similar images")
-    dcor_estimator: Literal["biased", "unbiased"] = "biased"  # for hybrid dCor terms to the providers
-    # Hybrid MV-MR terms between the two global views' embeddings (0 = off, the plain method): they shape the
-    # features from the first step, while the head's targets are still near-uniform.
+    # Hybrid MV-MR terms between the two global views' embeddings: they shape the features from the first step,
+    # while the head's targets are still near-uniform.
     mse: float = 0.0
     variance: float = 0.0
     dcor_views: float = 0.0
-    std_margin: float = 1.0
 
 
 def cosine_schedule(start: float, end: float, progress: float) -> float:

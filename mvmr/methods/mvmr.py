@@ -21,14 +21,16 @@ from .base import Method
 VIEW_PAIR = ("augmented/projector", "original/projector")  # the view terms compare these two rows
 
 
-class LossConfig(Section):
-    """The recipe's ``loss`` section: weights of MV-MR's view terms (provider weights live under ``providers``)."""
+class ViewTermsConfig(Section):
+    """Weights of MV-MR's view terms and the dCor estimator of every dCor term (provider weights live under
+    ``providers``). The recipe's ``loss`` section; MIRA's hybrid terms reuse it with the view terms off."""
 
     mse: float = 1.0
     variance: float = 1.0
     dcor_views: float = 1.0
     std_margin: float = Field(1.0, ge=0)
     dcor_estimator: Literal["biased", "unbiased"] = "biased"
+
 
 
 @methods.register("mvmr")
@@ -39,7 +41,7 @@ class MVMR(Method):
 
     views = 1
     section = "loss"
-    Config = LossConfig
+    Config = ViewTermsConfig
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
