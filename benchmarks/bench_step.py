@@ -45,7 +45,8 @@ cached.load_state_dict(full.state_dict())
 with tempfile.TemporaryDirectory() as tmp:
     caches = open_caches(cached.providers, {"name": "bench", "length": batch}, batch, size, Path(tmp))
     cached.feature_source = CachedFeatures(cached.providers, caches)
-    cached.provider_features(batch_data.original, batch_data.index)  # warm: every row stored
+    cached.provider_terms.features({"original": batch_data.original, "augmented": batch_data.views[0]},
+                                   batch_data.index)  # warm: every row stored
     times = best_times({"mvmr": stepper(full), "cached": stepper(cached), "bare": stepper(bare)}, repeats=5)
 emit(bench="step", backbone=backbone, image_size=size, batch=batch, providers=sorted(providers),
      threads=torch.get_num_threads(), mvmr_ms=round(times["mvmr"] * 1e3, 1), cached_ms=round(times["cached"] * 1e3, 1),

@@ -22,7 +22,7 @@ def _layer_spec(v: Any) -> Any:
     if isinstance(v, str) and v:
         parts = v.split("-")
         if not all(p.isdigit() and int(p) >= 1 for p in parts):
-            raise ValueError(f"a layer spec is widths ≥ 1 joined by '-', such as 8192-8192-8192 (got {v!r})")
+            raise ValueError("a layer spec is widths ≥ 1 joined by '-', such as 8192-8192-8192")
     return v
 
 
@@ -35,7 +35,7 @@ def _ordered_range(v: tuple[float, float], what: str, low: float, high: float, o
     lo, hi = v
     if not ((lo > low if open_low else lo >= low) and lo <= hi <= high):
         bound = f"{low} < lo" if open_low else f"{low} ≤ lo"
-        raise ValueError(f"{what} must be [lo, hi] with {bound} ≤ hi ≤ {high}, got [{lo}, {hi}]")
+        raise ValueError(f"{what} must be [lo, hi] with {bound} ≤ hi ≤ {high}")
     return v
 
 
@@ -71,7 +71,7 @@ class AugmentConfig(Section):
     @classmethod
     def _jitter(cls, v):
         if min(v) < 0 or v[3] > 0.5:
-            raise ValueError(f"jitter is (brightness, contrast, saturation, hue), each ≥ 0 and hue ≤ 0.5, got {list(v)}")
+            raise ValueError("jitter is (brightness, contrast, saturation, hue), each ≥ 0 and hue ≤ 0.5")
         return v
 
 

@@ -12,7 +12,7 @@ from ..checkpoint import remove_stale_temporaries
 from ..recipe_files import atomic_write_text, save_recipe
 from ..data import has_labels
 from ..eval import extract_features, knn_classify, labelled_splits
-from .optim import effective_precision
+from .optim import precision_note
 
 if TYPE_CHECKING:
     from .loop import StepInfo
@@ -45,9 +45,9 @@ class RunFolder(Callback):
             (run.out / "summary.json").unlink(missing_ok=True)
         save_recipe(run.recipe, run.out / "recipe.yaml")
         t = run.recipe.trainer
-        if effective_precision(run.device, t.precision) != t.precision:
-            print(f"note: trainer.precision={t.precision} runs as {effective_precision(run.device, t.precision)} "
-                  f"on the {run.device.type.upper()} (trainer.precision=bf16 gives bfloat16 autocast)", file=sys.stderr)
+        note = precision_note(run.device, t.precision)
+        if note:
+            print(note, file=sys.stderr)
 
     def on_step(self, run: "Run", info: "StepInfo") -> None:
         self.images += info.images

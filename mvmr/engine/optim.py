@@ -1,10 +1,13 @@
 """Device, precision, seeding, optimiser and learning-rate schedule: the small pieces a run is set up with."""
 from __future__ import annotations
 
+import functools
 import math
 import random
+import time
 from contextlib import nullcontext
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -19,12 +22,47 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_support() -> str:
+    """How this CPU does bfloat16: ``native`` (AVX512-BF16 or AMX on x86, the BF16 extension on Arm), or
+    ``emulated`` (no such instructions: bf16 autocast ran 38x slower than fp32 on an AVX2-only EPYC). Read from the
+    CPU's flags (/proc/cpuinfo); where they cannot be read, a short timed matmul probe decides."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    flags = {w for line in text.splitlines() if line.lower().startswith(("flags", "features")) for w in line.split()}
+    if flags:
+        return "native" if flags & {"avx512_bf16", "amx_bf16", "bf16"} else "emulated"
+    a = torch.randn(256, 256)
+    timings = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x = a.to(dtype)
+        x @ x  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(5):
+            x @ x
+        timings[dtype] = time.perf_counter() - t0
+    return "native" if timings[torch.bfloat16] <= 2 * timings[torch.float32] else "emulated"
+
+
 def effective_precision(device: torch.device, precision: str) -> str:
-    """What a recipe's precision means on this device: fp16 autocast is for CUDA, so on a CPU fp16 runs as fp32;
-    bf16 stays an explicit choice (its speed on CPUs: README, benchmarks/bench_precision.py)."""
-    if device.type == "cpu" and precision == "fp16":
+    """What a recipe's precision means on this device. fp16 autocast is for CUDA: on a CPU it runs as fp32. bf16
+    runs as bf16 on CUDA and on CPUs with native bfloat16; on other CPUs as fp32, since there it is tens of times
+    slower (a recipe stays portable between a GPU node and a laptop; the run prints one line saying so)."""
+    if device.type == "cpu" and (precision == "fp16" or (precision == "bf16" and cpu_bf16_support() != "native")):
         return "fp32"
     return precision
+
+
+def precision_note(device: torch.device, precision: str) -> Optional[str]:
+    """The one line a run prints when its precision runs as another on this device, else None."""
+    actual = effective_precision(device, precision)
+    if actual == precision:
+        return None
+    why = ("fp16 autocast is for CUDA" if precision == "fp16" else
+           "this CPU has no native bfloat16 (avx512_bf16 / amx_bf16), where bf16 autocast runs tens of times slower")
+    return f"note: trainer.precision={precision} runs as {actual} on the {device.type.upper()}: {why}"
 
 
 def autocast_for(device: torch.device, precision: str):
