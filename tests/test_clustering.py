@@ -269,3 +269,54 @@ def test_quickstart_mira_learns(tmp_path):
     assert done.value.code == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["knn_top1"] >= summary["knn_top1_at_init"] + 1.0, summary
+
+
+def _queue_method(queue: int, start: float = 0.0, assigner: str = "mira"):
+    from mvmr.config import build_recipe
+    from mvmr.methods import build_method
+
+    torch.manual_seed(0)
+    return build_method(build_recipe({"method": "mira", "data": {"image_size": 16},
+                                      "student": {"backbone": "resnet18", "projector": "32-8"},
+                                      "optim": {"epochs": 10},
+                                      "mira": {"prototypes": 6, "assigner": assigner, "queue": queue,
+                                               "queue_start_epoch": start}})).train()
+
+
+@pytest.mark.parametrize("assigner", ["mira", "sinkhorn"])
+def test_queue_assigns_over_batch_and_queue_and_keeps_the_batch_rows(assigner):
+    from mvmr.methods.mira import ASSIGNERS, cosine_schedule
+
+    method = _queue_method(10, assigner=assigner)
+    logits = torch.randn(5, 6)
+    assert torch.equal(method.assign(logits, 0.5), ASSIGNERS[assigner](logits, method.cfg, cosine_schedule(
+        method.cfg.beta[0], method.cfg.beta[1], 0.5)))  # an empty queue: exactly today's assignment
+    method.enqueue([torch.randn(4, 8), torch.randn(4, 8)])
+    method.enqueue([torch.randn(4, 8), torch.randn(4, 8)])
+    assert int(method.queue_filled) == 8 and {"queue", "queue_filled"} <= set(method.state_dict())
+    beta = cosine_schedule(method.cfg.beta[0], method.cfg.beta[1], 0.5)
+    for view in (0, 1):
+        whole = torch.cat([logits, method.cluster_logits(method.queue[view, :8])])
+        expected = ASSIGNERS[assigner](whole, method.cfg, beta)[:5]
+        assert torch.allclose(method.assign(logits, 0.5, view), expected, atol=1e-7)
+    late = _queue_method(10, start=8.0, assigner=assigner)  # before queue_start_epoch the queue takes no part
+    late.enqueue([torch.randn(4, 8), torch.randn(4, 8)])
+    assert torch.equal(late.assign(logits, 0.5), ASSIGNERS[assigner](logits, late.cfg, beta))
+
+
+def test_queue_is_newest_first_capped_and_length_zero_is_the_plain_method():
+    method = _queue_method(6)
+    a, b = torch.randn(4, 8), torch.randn(4, 8)
+    method.enqueue([a, a + 1])
+    method.enqueue([b, b + 1])
+    assert torch.equal(method.queue[0], torch.cat([b, a[:2]])) and torch.equal(method.queue[1], torch.cat([b + 1, (a + 1)[:2]]))
+    assert int(method.queue_filled) == 6
+    plain, queued = _queue_method(0), _queue_method(6)
+    from mvmr.data import Batch
+
+    g = torch.Generator().manual_seed(1)
+    views = [torch.rand(6, 3, 16, 16, generator=g) for _ in range(2)]
+    batch = Batch(views[0], views, torch.zeros(6, dtype=torch.long), torch.arange(6))
+    first_plain, _ = plain.objective(plain.encode(batch), batch, 0.5)
+    first_queued, _ = queued.objective(queued.encode(batch), batch, 0.5)  # its queue is empty on the first step
+    assert torch.allclose(first_plain, first_queued, atol=1e-6) and int(queued.queue_filled) == 6

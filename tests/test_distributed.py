@@ -102,3 +102,36 @@ def test_torchrun_two_processes_then_resume_on_one(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=False)["step"] == 4
+
+
+QUEUE_TREE = {"method": "mira", "student": {"backbone": "resnet18", "projector": "64-32"},
+              "mira": {"prototypes": 40, "assigner": "sinkhorn", "queue": 24}}
+
+
+def _queue_steps(model, method, batches):
+    """Two forwards: the first fills the queue, the second assigns over batch + queue."""
+    losses = [model(b, 0.3)[0].detach() for b in batches]
+    return losses[-1], method.queue.clone(), int(method.queue_filled)
+
+
+def _queue_worker(rank, init_file, out_dir):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    method = convert_batchnorm(build_method(build_recipe(QUEUE_TREE)).train(), "cpu")
+    ddp = torch.nn.parallel.DistributedDataParallel(method)
+    batches = [b.slice(rank * 8, (rank + 1) * 8) for b in (_batch(), _batch().slice(0, 16))]
+    torch.save(_queue_steps(ddp, method, batches), Path(out_dir) / f"{rank}.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_two_processes_hold_the_single_process_queue_and_assign_over_it(tmp_path):
+    mp.spawn(_queue_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    torch.manual_seed(0)
+    method = build_method(build_recipe(QUEUE_TREE)).train()
+    loss, queue, filled = _queue_steps(method, method, [_batch(), _batch().slice(0, 16)])
+    (loss0, queue0, filled0), (loss1, queue1, filled1) = torch.load(tmp_path / "0.pt"), torch.load(tmp_path / "1.pt")
+    assert filled == filled0 == filled1 == 24  # two global batches of 16, capped at the queue's 24 rows
+    assert torch.allclose(queue0, queue, atol=1e-5) and torch.allclose(queue1, queue, atol=1e-5)
+    assert abs((loss0 + loss1).item() / 2 - loss.item()) < 1e-5

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import Recipe
 from ..data import AugmentSpec, Batch, augment_spec
-from ..distributed import gather_rows, gather_with_grad, is_distributed
+from ..distributed import gather_rows, gather_with_grad, is_distributed, is_main
 from ..losses import ViewTerms, mira_assign, sinkhorn_assign, swapped_cross_entropy, weighted_total
 from ..models import Student
 from ..provider_terms import ProviderTerms, StudentRows
@@ -56,6 +56,10 @@ class MiraConfig(ViewTermsConfig):
     targets: Literal["swapped", "all"] = Field(
         "swapped", description="swapped: each view predicts the other views' targets (official); all: its own too")
     local_crops: int = Field(0, ge=0, description="multi-crop: small crops predicting both global views' targets")
+    queue: int = Field(0, ge=0, description="SwAV's queue: this many past teacher embeddings per global view join "
+                       "the batch when assigning (their rows only shape the marginal; 0: off, the official MIRA)")
+    queue_start_epoch: float = Field(0, ge=0, description="the queue fills from the first step and takes part in "
+                                     "assignments from this epoch on")
     local_size: Optional[int] = Field(None, ge=8, description="side of the local crops; default image_size·96/224")
     freeze_prototypes_epochs: float = Field(1, ge=0, description="prototypes get no update for this many epochs")
     prototype_init: Literal["random", "data"] = Field(
@@ -94,6 +98,10 @@ class MIRA(Method):
         self.prototypes = nn.Parameter(F.normalize(torch.randn(self.cfg.prototypes, width), dim=1))
         if self.cfg.prototype_init == "data":  # checkpointed, so a resumed run does not initialise them again
             self.register_buffer("prototypes_from_data", torch.zeros((), dtype=torch.bool))
+        # One queue per global view of the EMA teacher's embeddings of past global batches, newest first; the same
+        # on every process (checkpointed: a resume continues with it).
+        self.register_buffer("queue", torch.zeros(2, self.cfg.queue, width))
+        self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
         self.teacher = copy.deepcopy(self.student).requires_grad_(False)
         self.teacher_bottleneck = copy.deepcopy(self.bottleneck).requires_grad_(False)
         c = self.cfg
@@ -107,9 +115,28 @@ class MIRA(Method):
         """Cosine similarity of L2-normalised embeddings to the unit-norm prototypes."""
         return F.normalize(z.float(), dim=1) @ F.normalize(self.prototypes, dim=1).T
 
-    def assign(self, logits: torch.Tensor, progress: float) -> torch.Tensor:
+    def assign(self, logits: torch.Tensor, progress: float, view: int = 0) -> torch.Tensor:
+        """Targets of the batch's rows. With a queue in use, the assigner runs on batch + queue (the queue's rows on
+        the first process only: every process holds the same global queue, and the marginal must count it once)
+        and only the batch's rows are kept."""
         beta = cosine_schedule(self.cfg.beta[0], self.cfg.beta[1], progress)
-        return ASSIGNERS[self.cfg.assigner](logits, self.cfg, beta)
+        n = int(self.queue_filled)
+        in_use = n > 0 and progress * self.recipe.optim.epochs >= self.cfg.queue_start_epoch
+        if not in_use or not is_main():
+            return ASSIGNERS[self.cfg.assigner](logits, self.cfg, beta)
+        rows = torch.cat([logits, self.cluster_logits(self.queue[view, :n])])
+        return ASSIGNERS[self.cfg.assigner](rows, self.cfg, beta)[: logits.shape[0]]
+
+    @torch.no_grad()
+    def enqueue(self, embeddings: list[torch.Tensor]) -> None:
+        """Push the global batch's teacher embeddings of each global view to the front of its queue."""
+        size = self.queue.shape[1]
+        if size == 0:
+            return
+        for view, e in enumerate(embeddings):
+            e = gather_rows(e.detach().to(self.queue.dtype))[:size]
+            self.queue[view] = torch.cat([e, self.queue[view, : size - e.shape[0]]])
+        self.queue_filled.fill_(min(int(self.queue_filled) + e.shape[0], size))
 
     @classmethod
     def view_specs(cls, recipe: Recipe) -> list[tuple[int, AugmentSpec]]:
@@ -138,6 +165,8 @@ class MIRA(Method):
             if self.cfg.prototype_init == "data" and not self.prototypes_from_data:
                 self.prototypes_from(torch.cat([t1, t2]))
             rows.update(teacher1=self.cluster_logits(t1), teacher2=self.cluster_logits(t2))
+            if self.cfg.queue:
+                rows.update(teacher_z1=t1, teacher_z2=t2)
         rows.update(student.rows(self.provider_terms.student_keys()))
         rows.update(self.provider_terms.features(images, batch.index))
         return rows
@@ -155,7 +184,9 @@ class MIRA(Method):
     def objective(self, rows: dict[str, torch.Tensor], batch: Batch, progress: float):
         z1, z2 = rows["z1"], rows["z2"]
         with torch.no_grad():  # the assignment's marginals are global-batch statistics (all-reduced)
-            targets = [self.assign(rows["teacher1"], progress), self.assign(rows["teacher2"], progress)]
+            targets = [self.assign(rows["teacher1"], progress, 0), self.assign(rows["teacher2"], progress, 1)]
+            if self.cfg.queue and self.training:
+                self.enqueue([rows["teacher_z1"], rows["teacher_z2"]])
         locals_ = [rows[f"local{i}"] for i in range(self.cfg.local_crops)]
         logits = [self.cluster_logits(self.bottleneck(z)) for z in (z1, z2, *locals_)]
         # each global view's targets supervise every other view, the local crops included (multi-crop)
