@@ -61,3 +61,15 @@ def test_report_without_matplotlib_is_one_line(tmp_path, run_main, monkeypatch):
 def test_report_on_a_folder_that_is_no_run(tmp_path, run_main):
     code, out, err = run_main("report", tmp_path)
     assert code == 2 and "is not a run folder" in err
+
+
+def test_a_truncated_last_metrics_line_is_skipped_and_the_rest_reported(tmp_path):
+    """A run still writing, or killed mid-line: the records before the cut are read, the cut line is dropped."""
+    from mvmr.report import load_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "loss": 0.5}\n{"step": 3, "lo')
+    (run / "summary.json").write_text(json.dumps({"knn_top1": 50.0}))
+    loaded = load_run(run)
+    assert [r["step"] for r in loaded["records"]] == [1, 2] and loaded["summary"]["knn_top1"] == 50.0

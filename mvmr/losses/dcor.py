@@ -54,7 +54,7 @@ def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(zero, torch.zeros_like(num), num / torch.where(zero, torch.ones_like(den), den))
 
 
-def _as_matrix(t: torch.Tensor, name: str) -> torch.Tensor:
+def _as_matrix(t: torch.Tensor) -> torch.Tensor:
     if t.ndim == 1:
         t = t[:, None]
     if t.ndim != 2:
@@ -78,8 +78,8 @@ def distance_correlation(x: torch.Tensor, y: torch.Tensor, estimator: str = "bia
         raise ValueError(f"distance_correlation ({estimator}) needs a batch of at least {minimum} samples, got {n}")
     device_type = x.device.type
     with torch.autocast(device_type=device_type, enabled=False):
-        x = _as_matrix(x, "x")
-        y = _as_matrix(y, "y")
+        x = _as_matrix(x)
+        y = _as_matrix(y)
         dtype = torch.promote_types(x.dtype, y.dtype)
         x, y = x.to(dtype), y.to(dtype)
         a, b = _distances(x), _distances(y)
