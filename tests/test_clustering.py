@@ -265,7 +265,8 @@ def test_quickstart_mira_learns(tmp_path):
 
     with pytest.raises(SystemExit) as done:
         main(["pretrain", str(RECIPES / "quickstart_mira.yaml"), "--out", str(tmp_path / "run"),
-              "--set", "trainer.progress=false", "--set", f"trainer.cache_dir={tmp_path / 'cache'}"])
+              "--set", "trainer.progress=false", "--set", f"trainer.cache_dir={tmp_path / 'cache'}",
+              "--set", "trainer.num_workers=0"])  # the same batches (seeded per image), 40 s less on 2 cores
     assert done.value.code == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["knn_top1"] >= summary["knn_top1_at_init"] + 1.0, summary

@@ -47,26 +47,37 @@ def _loss_and_grads(model, method, batch):
     return loss.detach(), {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
 
 
-def _worker(rank, name, init_file, out_dir, train=False):
+CASES = [(n, False) for n in RECIPE_TREES] + [(n, True) for n in RECIPE_TREES]
+
+
+def _worker(rank, init_file, out_dir):
+    """Every case in one process group (one spawn: starting two Pythons with torch costs seconds per case)."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    method = _method(name, train)
-    if train:
-        method = convert_batchnorm(method, "cpu")
-    ddp = torch.nn.parallel.DistributedDataParallel(method)
-    half = _batch().slice(rank * 8, (rank + 1) * 8)
-    torch.save(_loss_and_grads(ddp, method, half), Path(out_dir) / f"{rank}.pt")
+    for name, train in CASES:
+        method = _method(name, train)
+        if train:
+            method = convert_batchnorm(method, "cpu")
+        ddp = torch.nn.parallel.DistributedDataParallel(method)
+        half = _batch().slice(rank * 8, (rank + 1) * 8)
+        torch.save(_loss_and_grads(ddp, method, half), Path(out_dir) / f"{name}-{train}-{rank}.pt")
     dist.barrier()  # no process tears gloo down while the other still has collectives in flight
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("name,train", [(n, False) for n in RECIPE_TREES] + [(n, True) for n in RECIPE_TREES])
-def test_two_processes_equal_one_process_on_the_concatenated_batch(tmp_path, name, train):
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(str(out / "init"), str(out)), nprocs=2, join=True)
+    return out
+
+
+@pytest.mark.parametrize("name,train", CASES)
+def test_two_processes_equal_one_process_on_the_concatenated_batch(two_processes, name, train):
     """In eval mode, and in train mode with global-batch BatchNorm (on by default under torchrun)."""
-    mp.spawn(_worker, args=(name, str(tmp_path / "init"), str(tmp_path), train), nprocs=2, join=True)
     method = _method(name, train)
     loss, grads = _loss_and_grads(method, method, _batch())
-    (loss0, grads0), (loss1, grads1) = torch.load(tmp_path / "0.pt"), torch.load(tmp_path / "1.pt")
+    (loss0, grads0), (loss1, grads1) = (torch.load(two_processes / f"{name}-{train}-{r}.pt") for r in (0, 1))
     assert abs((loss0 + loss1).item() / 2 - loss.item()) < 1e-5  # MV-MR: each rank holds the global loss itself
     if name == "mvmr":
         assert abs(loss0.item() - loss.item()) < 1e-5 and abs(loss1.item() - loss.item()) < 1e-5
