@@ -1,5 +1,5 @@
 """trainer.precision on a CPU: fp16 runs as fp32; bf16 runs as bf16 only where the CPU has native bfloat16, else as
-fp32 with one line (emulated bf16 autocast ran 38x slower than fp32 on an AVX2-only CPU)."""
+fp32 with one line (emulated bf16 autocast ran 28x slower than fp32 on an AVX2-only CPU)."""
 from __future__ import annotations
 
 import json

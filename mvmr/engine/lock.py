@@ -13,8 +13,9 @@ import socket
 import sys
 import time
 from pathlib import Path
+
 from ..errors import ConfigError
-from ..paths import missing_dirs
+from ..paths import check_writable_folder, missing_dirs
 
 LOCK_NAME, OWNER_NAME = ".mvmr-run.lock", ".mvmr-run.owner"
 
@@ -23,13 +24,7 @@ def check_out_dir(out: Path) -> None:
     """Refuse, before anything is written, an ``--out`` that cannot be a run folder."""
     if str(out).strip() == "":
         raise ConfigError("--out is empty (an unset variable?); name the run folder, e.g. --out runs/my_run")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out '{out}' is a file, not a folder; choose another --out")
-    parent = next((p for p in [out, *out.parents] if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise ConfigError(f"--out '{out}': '{parent}' is a file, not a folder; choose another --out")
-    if parent is not None and (not os.access(parent, os.W_OK) or str(parent.resolve()).startswith(("/proc", "/sys"))):
-        raise ConfigError(f"--out '{out}': cannot write under '{parent}'; choose a writable folder")
+    check_writable_folder(out, "--out")
 
 
 class RunLock:
@@ -60,7 +55,7 @@ class RunLock:
                               f"folder") from None
         self._lock = lock
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                 "command": " ".join(sys.argv[:1] + sys.argv[1:])[:300]}
+                 "command": " ".join(sys.argv)[:300]}
         try:
             (self.out / OWNER_NAME).write_text(json.dumps(owner))
         except OSError:

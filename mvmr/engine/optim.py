@@ -25,7 +25,7 @@ def resolve_device(name: str) -> torch.device:
 @functools.lru_cache(maxsize=None)
 def cpu_bf16_support() -> str:
     """How this CPU does bfloat16: ``native`` (AVX512-BF16 or AMX on x86, the BF16 extension on Arm), or
-    ``emulated`` (no such instructions: bf16 autocast ran 38x slower than fp32 on an AVX2-only EPYC). Read from the
+    ``emulated`` (no such instructions: bf16 autocast ran 28x slower than fp32 on an AVX2-only EPYC, bench_precision.py). Read from the
     CPU's flags (/proc/cpuinfo); where they cannot be read, a short timed matmul probe decides."""
     try:
         text = Path("/proc/cpuinfo").read_text()

@@ -24,6 +24,7 @@ from ..guards import FiniteMonitor, ignore_interrupts_in_worker
 from ..methods import Method, build_method
 from ..registry import methods
 from ..syncbn import convert_batchnorm
+from ..paths import check_writable_folder
 from .lock import RunLock, check_out_dir
 from .optim import build_optimizer, seed_everything
 from .resume import MOVABLE_KEYS, recipe_differences, show_keys
@@ -60,16 +61,6 @@ def feature_cache(method: Method, recipe: Recipe, base, identity: Optional[dict]
     caches = open_caches(*args) if dist_utils.is_main() else None
     dist_utils.barrier()
     return CachedFeatures(providers, caches if caches is not None else open_caches(*args))
-
-
-def check_writable_dir(path: Path, what: str) -> None:
-    """Refuse a folder setting that points at a file or somewhere nothing can be written, before any write."""
-    path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{what} '{path}' is a file, not a folder; choose another folder")
-    parent = next((p for p in [path, *path.parents] if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise ConfigError(f"{what} '{path}': '{parent}' is a file, not a folder; choose another folder")
 
 
 class Run:
@@ -109,7 +100,7 @@ class Run:
         t = self.recipe.trainer
         check_out_dir(self.out)
         if t.use_cache:
-            check_writable_dir(Path(t.cache_dir), "trainer.cache_dir")
+            check_writable_folder(Path(t.cache_dir), "trainer.cache_dir")
         if t.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("trainer.tensorboard=true needs tensorboard: pip install 'mvmr[tensorboard]' "
                               "(or set trainer.tensorboard=false)")
