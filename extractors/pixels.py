@@ -43,6 +43,6 @@ class AugmentedPixels(mvmr.Provider):
         if images.shape[-1] != images.shape[-2]:
             raise ValueError(f"augmented_pixels needs square images, got {images.shape[-2]}x{images.shape[-1]}")
         augment = PaperAugment(images.shape[-1], self.spec)
-        # Sample on the CPU generator so a seed gives the same views on every device.
-        out = augment.batch(images.cpu(), self.generator)
-        return out.to(images.device).flatten(1)
+        # Parameters come from the CPU generator (a seed gives the same views on every device); the ops run on
+        # the images' device, the photometric stage batched.
+        return augment.batch(images, self.generator).flatten(1)

@@ -85,6 +85,10 @@ class DataConfig(Section):
         "stat", description="how the feature cache recognises changed files: their paths, sizes and modification "
                             "times (stat, cheap), or also a hash of their bytes (content)")
     augment: AugmentConfig = AugmentConfig()
+    augment_on: Literal["auto", "device", "workers"] = Field(
+        "auto", description="where the augmented views' photometric ops run: device (batched, after the copy; the "
+                            "workers only crop, in uint8), workers (whole views in the data workers); auto: device "
+                            "on CUDA, workers on a CPU")
     params: dict[str, Any] = Field({}, description="extra settings for a plug-in dataset's builder")
 
     @model_validator(mode="after")

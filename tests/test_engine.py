@@ -68,9 +68,12 @@ def test_imagenet_recipe_two_steps(tmp_path, imagefolder_root):
     _check_run(tmp_path / "run")
 
 
-def test_resume_reaches_the_same_weights(tmp_path):
+@pytest.mark.parametrize("augment_on", ["workers", "device"])
+def test_resume_reaches_the_same_weights(tmp_path, augment_on):
+    """Interrupted and resumed = uninterrupted, weight for weight, with the views made in the workers or on the
+    device (its parameters drawn per (seed, epoch, index) in the workers either way)."""
     common = ["data.limit=48", "trainer.checkpoint_every=1", "optim.epochs=2", "eval.knn_every=0",
-              "student.backbone=resnet18", "trainer.num_workers=1"]
+              "student.backbone=resnet18", "trainer.num_workers=1", f"data.augment_on={augment_on}"]
     _pretrain(RECIPES / "quickstart.yaml", tmp_path / "full", *common, "trainer.max_steps=8")
     _pretrain(RECIPES / "quickstart.yaml", tmp_path / "split", *common, "trainer.max_steps=3")
     result = cli("pretrain", RECIPES / "quickstart.yaml", "--out", tmp_path / "split", "--resume",

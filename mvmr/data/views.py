@@ -3,6 +3,10 @@
 
 With a seed, the augmentations of image i in epoch e come from a generator seeded by (seed, e, i): the same
 whatever the worker count, the order, or an interruption and resume.
+
+Where the augmentation runs (``data.augment_on``): ``workers`` makes whole views in the data workers; ``device``
+has the workers draw every parameter and make only the crops, in uint8 (cheap), and the batch's device applies the
+photometric ops to the whole batch when the batch arrives (``Batch.to``). Same parameters, same distribution.
 """
 from __future__ import annotations
 
@@ -15,51 +19,79 @@ import torchvision.transforms.v2.functional as TF
 from torch.utils.data import Dataset, default_collate
 
 from .augment import AugmentSpec, PaperAugment
+from .photometric import Photometric, photometric_batch
+
+AUGMENT_ON = ("workers", "device")
 
 
 @dataclass
 class Batch:
     """original: (B, 3, H, W) deterministic view; views: augmented views, each (B, 3, H, W); label and index:
-    (B,). ``index`` stays on the CPU: it addresses the feature cache."""
+    (B,). ``index`` stays on the CPU: it addresses the feature cache. ``params``: with ``data.augment_on:
+    device``, the views are still crops and these are their photometric parameters, applied by :meth:`to`."""
 
     original: torch.Tensor
     views: list[torch.Tensor] = field(default_factory=list)
     label: Optional[torch.Tensor] = None
     index: Optional[torch.Tensor] = None
+    params: Optional[list[Photometric]] = None
 
     def __len__(self) -> int:
         return self.original.shape[0]
 
     def to(self, device: torch.device, channels_last: bool = False) -> "Batch":
+        """The batch on ``device`` (non-blocking copies), its views augmented there when they came as crops."""
         fmt = torch.channels_last if channels_last else torch.contiguous_format
 
         def move(x: torch.Tensor) -> torch.Tensor:
-            return x.to(device, non_blocking=True).contiguous(memory_format=fmt)
-        return Batch(move(self.original), [move(v) for v in self.views],
-                     None if self.label is None else self.label.to(device, non_blocking=True), self.index)
+            return x.to(device, non_blocking=True)
+        views = [move(v) for v in self.views]
+        if self.params is not None:
+            views = [photometric_batch(as_float(v), p) for v, p in zip(views, self.params)]
+        return Batch(move(self.original).contiguous(memory_format=fmt), [v.contiguous(memory_format=fmt) for v in views],
+                     None if self.label is None else move(self.label), self.index)
+
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies (DataLoader's ``pin_memory`` calls this), so that ``to`` overlaps the copy."""
+        def pin(x):
+            return None if x is None else x.pin_memory()
+        return Batch(pin(self.original), [pin(v) for v in self.views], pin(self.label), self.index, self.params)
 
     def slice(self, start: int, stop: int) -> "Batch":
         """Rows start:stop of every field (a per-process share, a micro-batch)."""
         def cut(x):
             return None if x is None else x[start:stop]
-        return Batch(cut(self.original), [v[start:stop] for v in self.views], cut(self.label), cut(self.index))
+        params = None if self.params is None else [Photometric(*(t[start:stop] for t in p)) for p in self.params]
+        return Batch(cut(self.original), [v[start:stop] for v in self.views], cut(self.label), cut(self.index), params)
 
 
 def collate(items: list[tuple]) -> Batch:
-    """DataLoader ``collate_fn`` for :class:`Views` items (original, views, label, index)."""
+    """DataLoader ``collate_fn`` for :class:`Views` items: (original, views, label, index), or (original, crops,
+    params, label, index) when the device augments."""
+    if len(items[0]) == 5:
+        original, views, params, label, index = default_collate(items)
+        return Batch(original, list(views), label, index, list(params))
     original, views, label, index = default_collate(items)
     return Batch(original, list(views), label, index)
 
 
-def to_float_image(img) -> torch.Tensor:
-    """PIL image, uint8 HWC array or uint8/float CHW tensor -> float (3, H, W) in [0, 1]."""
+def as_image_tensor(img) -> torch.Tensor:
+    """PIL image, uint8 HWC array or CHW tensor -> (3, H, W) tensor, uint8 kept uint8 (a gray image repeated)."""
     if isinstance(img, np.ndarray):
         img = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1) if img.ndim == 3 else torch.from_numpy(img)[None]
     elif not isinstance(img, torch.Tensor):
         img = TF.pil_to_tensor(img.convert("RGB"))
-    if img.shape[0] == 1:
-        img = img.expand(3, -1, -1)
+    return img.expand(3, -1, -1) if img.shape[0] == 1 else img
+
+
+def as_float(img: torch.Tensor) -> torch.Tensor:
+    """uint8 in 0..255 -> float in [0, 1]; float stays as it is."""
     return img.float().div_(255.0) if img.dtype == torch.uint8 else img.float()
+
+
+def to_float_image(img) -> torch.Tensor:
+    """PIL image, uint8 HWC array or uint8/float CHW tensor -> float (3, H, W) in [0, 1]."""
+    return as_float(as_image_tensor(img))
 
 
 def original_view(img: torch.Tensor, size: int) -> torch.Tensor:
@@ -72,11 +104,15 @@ def original_view(img: torch.Tensor, size: int) -> torch.Tensor:
 
 class Views(Dataset):
     """(original view, augmented views, label, index) for pretraining; batch with :func:`collate`. The views are
-    ``n_views`` draws of ``spec`` at ``size``, or one per (size, spec) of ``specs`` (asymmetric views, multi-crop)."""
+    ``n_views`` draws of ``spec`` at ``size``, or one per (size, spec) of ``specs`` (asymmetric views, multi-crop).
+    ``augment_on="device"``: the views are crops plus parameters, augmented by ``Batch.to``."""
 
     def __init__(self, base: Dataset, size: int, spec: AugmentSpec, seed: Optional[int] = None,
-                 n_views: int = 1, specs: Optional[list[tuple[int, AugmentSpec]]] = None) -> None:
-        self.base, self.size, self.seed, self.epoch = base, size, seed, 0
+                 n_views: int = 1, specs: Optional[list[tuple[int, AugmentSpec]]] = None,
+                 augment_on: str = "workers") -> None:
+        if augment_on not in AUGMENT_ON:
+            raise ValueError(f"augment_on must be one of {AUGMENT_ON}, got {augment_on!r}")
+        self.base, self.size, self.seed, self.epoch, self.augment_on = base, size, seed, 0, augment_on
         specs = specs if specs is not None else [(size, spec)] * n_views
         self.n_views = len(specs)
         self.augments = [PaperAugment(s, sp) for s, sp in specs]
@@ -86,12 +122,17 @@ class Views(Dataset):
 
     def __getitem__(self, i: int):
         img, label = self.base[i]
-        img = to_float_image(img)
+        pixels = as_image_tensor(img)
+        img = as_float(pixels)
         g = None
         if self.seed is not None:
             g = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + i) % 2**63)
-        views = tuple(augment(img, g) for augment in self.augments)
-        return original_view(img, self.size), views, label, i
+        original = original_view(img, self.size)  # in float, as the feature caches see it
+        if self.augment_on == "workers":
+            return original, tuple(augment(img, g) for augment in self.augments), label, i
+        drawn = [augment.sample(img.shape[-2], img.shape[-1], g) for augment in self.augments]
+        crops = tuple(augment.crop(pixels, box) for augment, (box, _) in zip(self.augments, drawn))
+        return original, crops, tuple(params for _, params in drawn), label, i
 
 
 class OneView(Dataset):

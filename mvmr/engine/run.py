@@ -18,7 +18,7 @@ from .. import distributed as dist_utils
 from ..cache import CachedFeatures, open_caches
 from ..checkpoint import read_checkpoint, save_checkpoint
 from ..config import Recipe, build_recipe
-from ..data import Views, augment_spec, build_dataset, collate, dataset_identity, portable_identity
+from ..data import Views, augment_on, augment_spec, build_dataset, collate, dataset_identity, portable_identity
 from ..errors import ConfigError
 from ..guards import FiniteMonitor, ignore_interrupts_in_worker
 from ..methods import Method, build_method
@@ -125,7 +125,7 @@ class Run:
         recipe, o = self.recipe, self.recipe.optim
         self.base = build_dataset(recipe.data, "ssl")
         self.dataset = Views(self.base, recipe.data.image_size, augment_spec(recipe.data), seed=recipe.trainer.seed,
-                             specs=self.method_cls.view_specs(recipe))
+                             specs=self.method_cls.view_specs(recipe), augment_on=augment_on(recipe.data, self.device))
         if len(self.dataset) < o.batch_size:
             raise ConfigError(f"optim.batch_size={o.batch_size} exceeds the {len(self.dataset)} training images")
         self.steps_per_epoch = len(self.dataset) // o.batch_size  # batch_size: the global batch of one step
