@@ -110,7 +110,8 @@ class StudentConfig(Section):
                             "(official MIRA); default: the method's default_projector_bias")
     projector_output_bn: bool = Field(False, description="end the projector with a BatchNorm without affine "
                                       "(MoCo v3); centres the embedding (not in the official MV-MR / MIRA)")
-    channels_last: bool = False
+    channels_last: Optional[bool] = Field(None, description="channels_last memory format for the student and the "
+                                          "images; default: on CUDA (faster convolutions with autocast), off on a CPU")
 
 
 class ProviderConfig(Section):
@@ -144,7 +145,10 @@ class OptimConfig(Section):
 
 class TrainerConfig(Section):
     device: str = "auto"
-    precision: Literal["fp32", "fp16", "bf16"] = "fp16"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="autocast dtype of the student; auto: bf16 on CUDA (fp16 on GPUs without bf16), fp32 "
+                            "on a CPU. dCor, the providers and the assigners always run in float32")
+    compile: bool = Field(False, description="torch.compile the student (its forward and backward)")
     seed: int = Field(0, ge=0, le=2**32 - 1)
     num_workers: int = Field(8, ge=0)
     max_steps: Optional[int] = Field(None, ge=1)

@@ -68,7 +68,7 @@ def _hue(x, f):
     round trip in closed form, with the hue in sixths h6 = 6h and chroma c = max − min (channel n is
     max − c·clamp(min(k, 4 − k), 0, 1), k = (n + h6) mod 6)."""
     r, g, b = x.unbind(dim=-3)
-    low, high = torch.aminmax(x, dim=-3)
+    high, low = torch.maximum(torch.maximum(r, g), b), torch.minimum(torch.minimum(r, g), b)
     c = high - low
     safe = torch.where(c > 0, c, torch.ones_like(c))  # grey pixels: c = 0, any hue, unchanged
     h6 = torch.where(high == r, (g - b) / safe, torch.where(high == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
@@ -119,23 +119,25 @@ CPU_CHUNK_PIXELS = 2 ** 19  # ~10 images at 224 px, ~56 at 96 px (bench_throughp
 
 def _photometric(x: torch.Tensor, p: Photometric) -> torch.Tensor:
     device = x.device
+    x = x.clone()  # updated in place, row by row: each op touches only the images it applies to
 
-    def on(mask: torch.Tensor) -> torch.Tensor:
-        return mask.to(device, non_blocking=True).view(-1, 1, 1, 1)
+    def apply(mask: torch.Tensor, op, factor=None) -> None:
+        rows = mask.nonzero().flatten()  # decided on the CPU: no device sync
+        if len(rows) == len(x):
+            x.copy_(op(x) if factor is None else op(x, factor.to(device, x.dtype, non_blocking=True)))
+        elif len(rows):
+            index = rows.to(device, non_blocking=True)
+            part = x.index_select(0, index)
+            x.index_copy_(0, index, op(part) if factor is None else
+                          op(part, factor[rows].to(device, x.dtype, non_blocking=True)))
 
-    x = torch.where(on(p.flip), x.flip(-1), x)  # a new tensor: the rows below are updated in place
+    apply(p.flip, lambda t: t.flip(-1))
     for k in range(len(JITTER)):  # jitter position k: each image applies its own k-th op, with its own factor
         for op_index, op in enumerate(_OPS):
-            rows = ((p.order[:, k] == op_index) & p.active[:, op_index]).nonzero().flatten()
-            if len(rows) == len(x):
-                x = op(x, p.factor[:, op_index].to(device, x.dtype, non_blocking=True))
-            elif len(rows):
-                index = rows.to(device, non_blocking=True)
-                factor = p.factor[rows, op_index].to(device, x.dtype, non_blocking=True)
-                x.index_copy_(0, index, op(x.index_select(0, index), factor))
-    x = torch.where(on(p.gray), grayscale(x).expand_as(x), x)
+            apply((p.order[:, k] == op_index) & p.active[:, op_index], op, p.factor[:, op_index])
+    apply(p.gray, lambda t: grayscale(t).expand_as(t))
     size = blur_kernel_size(x.shape[-1])
-    if size > 1 and bool((p.sigma > 0).any()):
-        x = gaussian_blur(x, p.sigma, size)
-    x = torch.where(on(p.solarize) & (x >= 0.5), 1.0 - x, x)
+    if size > 1:
+        apply(p.sigma > 0, lambda t, sigma: gaussian_blur(t, sigma, size), p.sigma)
+    apply(p.solarize, lambda t: torch.where(t >= 0.5, 1.0 - t, t))
     return x.clamp_(0.0, 1.0)

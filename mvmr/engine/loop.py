@@ -101,7 +101,7 @@ def _loop(run: Run, callbacks: Sequence[Callback], stop: StopSignals, loss_messa
     while run.step < run.last_step:
         tick, images = time.perf_counter(), 0
         for batch in run.loader():
-            batch = batch.to(run.device, channels_last=run.recipe.student.channels_last)
+            batch = batch.to(run.device, channels_last=run.channels_last)
             run.monitor.step = run.step + 1
             loss, terms = _forward_backward(run, batch)
             run.monitor.watch(loss_message, loss, terms)  # before the update: a NaN never reaches the weights

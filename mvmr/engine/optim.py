@@ -47,9 +47,14 @@ def cpu_bf16_support() -> str:
 
 
 def effective_precision(device: torch.device, precision: str) -> str:
-    """What a recipe's precision means on this device. fp16 autocast is for CUDA: on a CPU it runs as fp32. bf16
-    runs as bf16 on CUDA and on CPUs with native bfloat16; on other CPUs as fp32, since there it is tens of times
-    slower (a recipe stays portable between a GPU node and a laptop; the run prints one line saying so)."""
+    """What a recipe's precision means on this device. auto: bf16 on CUDA (no loss scaling needed; fp16 where the
+    GPU has no bf16), fp32 elsewhere. fp16 autocast is for CUDA: on a CPU it runs as fp32. bf16 runs as bf16 on CUDA
+    and on CPUs with native bfloat16; on other CPUs as fp32, since there it is tens of times slower (a recipe stays
+    portable between a GPU node and a laptop; the run prints one line saying so)."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type == "cpu" and (precision == "fp16" or (precision == "bf16" and cpu_bf16_support() != "native")):
         return "fp32"
     return precision
@@ -58,7 +63,7 @@ def effective_precision(device: torch.device, precision: str) -> str:
 def precision_note(device: torch.device, precision: str) -> Optional[str]:
     """The one line a run prints when its precision runs as another on this device, else None."""
     actual = effective_precision(device, precision)
-    if actual == precision:
+    if actual == precision or precision == "auto":
         return None
     why = ("fp16 autocast is for CUDA" if precision == "fp16" else
            "this CPU has no native bfloat16 (avx512_bf16 / amx_bf16), where bf16 autocast runs tens of times slower")

@@ -26,8 +26,11 @@ from ..registry import methods
 from ..syncbn import convert_batchnorm
 from ..paths import check_writable_folder
 from .lock import RunLock, check_out_dir
-from .optim import build_optimizer, seed_everything
+from .optim import build_optimizer, effective_precision, seed_everything
 from .resume import MOVABLE_KEYS, recipe_differences, show_keys
+
+
+COMPILE_OPTIONS: dict[str, Any] = {}  # torch.compile's keyword arguments under trainer.compile (its defaults: inductor)
 
 
 class EpochSampler(Sampler[int]):
@@ -140,8 +143,13 @@ class Run:
         self.method: Method = build_method(self.recipe, self.method_cls).to(self.device)
         self.monitor = FiniteMonitor(deferred=self.device.type != "cpu")
         self.method.monitor = self.monitor
-        if self.recipe.student.channels_last:
+        channels_last = self.recipe.student.channels_last
+        self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
+        if self.channels_last:
             self.method.student.to(memory_format=torch.channels_last)
+        if t.compile:  # in place (the state_dict keys stay the plain ones); embed() and forward() both use them
+            self.method.student.backbone.compile(**COMPILE_OPTIONS)
+            self.method.student.projector.compile(**COMPILE_OPTIONS)
         self.model: torch.nn.Module = self.method
         if self.world > 1:
             if t.sync_bn is not False:  # on by default: BatchNorm sees the global batch, as one process would
@@ -152,7 +160,8 @@ class Run:
     def _build_optimizer(self) -> None:
         t = self.recipe.trainer
         self.optimizer = build_optimizer(self.method, self.recipe.optim)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.device.type == "cuda" and t.precision == "fp16")
+        self.precision = effective_precision(self.device, t.precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.device.type == "cuda" and self.precision == "fp16")
 
     # the folder ---------------------------------------------------------------------------------------------------
     def claim(self) -> None:

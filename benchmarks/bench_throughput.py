@@ -1,0 +1,76 @@
+"""Where the augmentation runs, measured on one core (one JSON line each):
+
+1. ``workers``: CPU-ms a data worker spends per image (``Views`` with the original view and two augmented views, the
+   paper's augmentation, no JPEG decode) with ``data.augment_on: workers`` (whole views) against ``device`` (only
+   uint8 crops and the parameters), at 96 px from 96×96 (STL10) and 224 px from 256×320 (ImageNet).
+   Goal at 224 px: >= 5x fewer.
+2. ``photometric``: the batched photometric stage (``photometric_batch``, what the device runs) against the
+   per-image torchvision loop with the same parameters, on this CPU. Goal: >= 3x.
+3. ``precision``: bf16 against fp32 and the CPU's bf16 support (``bench_precision.py``, run here).
+
+Usage: python bench_throughput.py [images] [batch]
+"""
+import runpy
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from common import emit
+from mvmr.data import AugmentSpec, PaperAugment, Views, photometric_batch
+
+torch.set_num_threads(1)
+images = int(sys.argv[1]) if len(sys.argv) > 1 else 48
+batch = int(sys.argv[2]) if len(sys.argv) > 2 else 64
+
+
+class RandomImages(Dataset):
+    """uint8 HWC images as a decoded dataset hands them out."""
+
+    def __init__(self, n: int, height: int, width: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.randint(0, 256, (n, height, width, 3), dtype=torch.uint8, generator=g).numpy()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], 0
+
+
+def per_image_ms(fn, n: int, repeats: int = 3) -> float:
+    """Best of ``repeats`` passes of fn(i) for i < n, in ms per image."""
+    fn(0)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(n):
+            fn(i)
+        best = min(best, time.perf_counter() - t0)
+    return best / n * 1e3
+
+
+for size, (height, width) in ((96, (96, 96)), (224, (256, 320))):
+    base = RandomImages(images, height, width)
+    ms = {on: per_image_ms(Views(base, size, AugmentSpec(), seed=0, n_views=2, augment_on=on).__getitem__, images)
+          for on in ("workers", "device")}
+    emit(bench="throughput", part="workers", image_size=size, source=f"{height}x{width}", views=2,
+         workers_ms_per_image=round(ms["workers"], 3), device_ms_per_image=round(ms["device"], 3),
+         fewer=round(ms["workers"] / ms["device"], 2), images_per_s_per_core_device=round(1e3 / ms["device"], 1))
+
+for size in (96, 224):
+    aug = PaperAugment(size)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, size, size, generator=g)
+    params = [aug.sample(size, size, g)[1] for _ in range(batch)]
+    collated = default_collate(params)
+    loop = per_image_ms(lambda _: torch.stack([aug.photometric(img, p) for img, p in zip(x, params)]), 1) / batch
+    batched = per_image_ms(lambda _: photometric_batch(x, collated), 1) / batch
+    err = (photometric_batch(x, collated) - torch.stack([aug.photometric(i, p) for i, p in zip(x, params)])).abs().max()
+    emit(bench="throughput", part="photometric", image_size=size, batch=batch, per_image_loop_ms=round(loop, 3),
+         batched_ms=round(batched, 3), speedup=round(loop / batched, 2), max_abs_diff=float(f"{err.item():.2e}"))
+
+sys.argv = [sys.argv[0]]
+runpy.run_path(str(Path(__file__).with_name("bench_precision.py")), run_name="__main__")
