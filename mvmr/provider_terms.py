@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 import torch
 from torch import nn
 
+from . import profile
 from .config import ProviderConfig
 from .distributed import gather_with_grad
 from .errors import ConfigError
@@ -170,6 +171,10 @@ class ProviderTerms(nn.Module):
         ..., "augmented": ...}``), in float32 outside autocast. ``index`` (dataset indices) addresses the images of
         ``indexed_view`` (deterministic ones: the original view); deterministic providers on that view read the
         cache (``source``)."""
+        with profile.section("providers"):
+            return self._features(images, index, indexed_view)
+
+    def _features(self, images, index, indexed_view) -> dict[str, torch.Tensor]:
         out = {}
         for name, cfg in self.active().items():
             provider, view = self.providers[name], provider_view(cfg)

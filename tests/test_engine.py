@@ -42,6 +42,9 @@ def test_quickstart_two_steps(tmp_path):
     summary = _pretrain(RECIPES / "quickstart.yaml", tmp_path / "run", "data.limit=64")
     _check_run(tmp_path / "run")
     assert 0 <= summary["knn_top1"] <= 100 and 0 <= summary["knn_top1_at_init"] <= 100
+    split = summary["step_ms"]  # where a step's time went, also printed at the end
+    assert list(split) == ["data", "augment", "student", "providers", "objective", "backward", "optimizer"]
+    assert all(v >= 0 for v in split.values()) and split["student"] > 0 and split["backward"] > 0
 
 
 def test_stl10_recipe_two_steps(tmp_path, stl10_root):

@@ -56,6 +56,10 @@ class RunFolder(Callback):
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         run.summary.update(steps=run.step, epochs_completed=run.epoch, images_per_s=self.images / elapsed,
                            minutes=run.summary.get("minutes", 0.0) + elapsed / 60)
+        if run.profile.steps:
+            run.summary["step_ms"] = {k: round(v, 2) for k, v in run.profile.summary().items()}
+            if run.main:
+                print(run.profile.line(), file=sys.stderr)
 
 
 class MetricsLog(Callback):

@@ -10,6 +10,7 @@ import torch
 from contextlib import nullcontext
 
 from ..errors import Interrupted, MVMRError, NonFiniteError
+from .. import profile
 from ..guards import StopSignals
 from . import optim
 from .accumulate import average_gradients, cached_step
@@ -54,6 +55,7 @@ def fit(run: Run, callbacks: Sequence[Callback]) -> dict:
     The run folder is locked for the whole run. SIGINT/SIGTERM finish the current step, save, and raise
     ``Interrupted`` (exit 130/143)."""
     run.claim()
+    profile.current = run.profile = profile.StepProfile(run.device)
     try:
         with StopSignals() as stop:
             _loop(run, callbacks, stop, LOSS_MESSAGE)
@@ -64,6 +66,7 @@ def fit(run: Run, callbacks: Sequence[Callback]) -> dict:
         raise MVMRError(f"cannot write {where} ({exc.strerror or exc}); the run stopped and {_kept(run)}: free disk "
                         f"space (or fix the folder) and continue with --resume") from None
     finally:
+        profile.current = None
         for cb in callbacks:
             cb.on_exit(run)
         run.close()
@@ -80,11 +83,13 @@ def _forward_backward(run: Run, batch) -> tuple[torch.Tensor, Mapping[str, torch
     o, t = run.recipe.optim, run.recipe.trainer
     with optim.autocast_for(run.device, t.precision):
         if o.accumulate == 1:
-            loss, terms = run.model(batch, run.progress)
-            run.scaler.scale(loss).backward()
+            with profile.section("student"):  # the method's forward: providers and objective time themselves
+                loss, terms = run.model(batch, run.progress)
+            with profile.section("backward"):
+                run.scaler.scale(loss).backward()
             return loss, terms
-        # exact accumulation: the objective sees the whole batch (gradient caching)
-        with run.model.no_sync() if run.world > 1 else nullcontext():
+        # exact accumulation: the objective sees the whole batch (gradient caching); backward counts as student
+        with profile.section("student"), run.model.no_sync() if run.world > 1 else nullcontext():
             loss, terms = cached_step(run.method, batch, o.accumulate, run.progress, run.scaler.scale)
     if run.world > 1:
         average_gradients(run.method, run.world)
@@ -100,8 +105,14 @@ def _loop(run: Run, callbacks: Sequence[Callback], stop: StopSignals, loss_messa
     run.method.train()
     while run.step < run.last_step:
         tick, images = time.perf_counter(), 0
-        for batch in run.loader():
-            batch = batch.to(run.device, channels_last=run.channels_last)
+        batches = iter(run.loader())
+        while True:
+            with profile.section("data", host=True):  # the wait for the workers
+                batch = next(batches, None)
+            if batch is None:
+                break
+            with profile.section("augment"):  # the copy to the device, and the augmentation on it (augment_on)
+                batch = batch.to(run.device, channels_last=run.channels_last)
             run.monitor.step = run.step + 1
             loss, terms = _forward_backward(run, batch)
             run.monitor.watch(loss_message, loss, terms)  # before the update: a NaN never reaches the weights
@@ -109,11 +120,13 @@ def _loop(run: Run, callbacks: Sequence[Callback], stop: StopSignals, loss_messa
             lr = optim.lr_at(run.step, run.total_steps, run.warmup_steps, optim.scaled_lr(o))
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
-            run.method.before_optimizer_step(run.progress)
-            run.scaler.step(run.optimizer)
-            run.scaler.update()
-            run.optimizer.zero_grad(set_to_none=True)
-            run.method.after_optimizer_step(run.progress)
+            with profile.section("optimizer"):
+                run.method.before_optimizer_step(run.progress)
+                run.scaler.step(run.optimizer)
+                run.scaler.update()
+                run.optimizer.zero_grad(set_to_none=True)
+                run.method.after_optimizer_step(run.progress)
+            run.profile.step_done()
             run.step += 1
             run.batch_in_epoch += 1
             logging = run.step % t.log_every == 0 or run.step == run.last_step
@@ -122,6 +135,8 @@ def _loop(run: Run, callbacks: Sequence[Callback], stop: StopSignals, loss_messa
             tick, images = time.perf_counter(), 0
             for cb in callbacks:
                 cb.on_step(run, info)
+            if logging:
+                run.profile.flush()  # the loss was read: the step's timing events are done
             signum = _stop_requested(run, stop, logging)
             if signum:
                 for cb in callbacks:

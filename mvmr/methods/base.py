@@ -18,6 +18,7 @@ from torch import nn
 from ..config import Recipe, Section
 from ..data import AugmentSpec, Batch, augment_spec
 from ..errors import CheckpointError, ConfigError
+from .. import profile
 from ..guards import FiniteMonitor
 from ..provider_terms import ProviderTerms
 from ..registry import methods
@@ -96,7 +97,9 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
 
     def training_step(self, batch: Batch, progress: float) -> tuple[torch.Tensor, Mapping[str, torch.Tensor]]:
         """The total loss and its named terms for one batch (by default ``objective(encode(batch))``)."""
-        return self.objective(self.encode(batch), batch, progress)
+        rows = self.encode(batch)
+        with profile.section("objective"):
+            return self.objective(rows, batch, progress)
 
     def forward(self, batch: Batch, progress: float):
         """``training_step``: forward is what DistributedDataParallel wraps."""
