@@ -16,28 +16,14 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import default_collate
 
-from common import emit
+from common import RandomImages, best_times, emit
 from mvmr.data import AugmentSpec, PaperAugment, Views, photometric_batch
 
 torch.set_num_threads(1)
 images = int(sys.argv[1]) if len(sys.argv) > 1 else 48
 batch = int(sys.argv[2]) if len(sys.argv) > 2 else 64
-
-
-class RandomImages(Dataset):
-    """uint8 HWC images as a decoded dataset hands them out."""
-
-    def __init__(self, n: int, height: int, width: int) -> None:
-        g = torch.Generator().manual_seed(0)
-        self.images = torch.randint(0, 256, (n, height, width, 3), dtype=torch.uint8, generator=g).numpy()
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        return self.images[i], 0
 
 
 def per_image_ms(fn, n: int, repeats: int = 3) -> float:
@@ -66,8 +52,9 @@ for size in (96, 224):
     x = torch.rand(batch, 3, size, size, generator=g)
     params = [aug.sample(size, size, g)[1] for _ in range(batch)]
     collated = default_collate(params)
-    loop = per_image_ms(lambda _: torch.stack([aug.photometric(img, p) for img, p in zip(x, params)]), 1) / batch
-    batched = per_image_ms(lambda _: photometric_batch(x, collated), 1) / batch
+    best = best_times({"loop": lambda: torch.stack([aug.photometric(img, p) for img, p in zip(x, params)]),
+                       "batched": lambda: photometric_batch(x, collated)}, repeats=7)  # interleaved
+    loop, batched = best["loop"] * 1e3 / batch, best["batched"] * 1e3 / batch
     err = (photometric_batch(x, collated) - torch.stack([aug.photometric(i, p) for i, p in zip(x, params)])).abs().max()
     emit(bench="throughput", part="photometric", image_size=size, batch=batch, per_image_loop_ms=round(loop, 3),
          batched_ms=round(batched, 3), speedup=round(loop / batched, 2), max_abs_diff=float(f"{err.item():.2e}"))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.utils.data import Dataset
 
 
 def best_times(fns: dict[str, Callable[[], object]], repeats: int = 5) -> dict[str, float]:
@@ -20,6 +21,20 @@ def best_times(fns: dict[str, Callable[[], object]], repeats: int = 5) -> dict[s
             fn()
             best[name] = min(best[name], time.perf_counter() - t0)
     return best
+
+
+class RandomImages(Dataset):
+    """n random uint8 HWC images, as a decoded dataset hands them out (throughput benchmarks)."""
+
+    def __init__(self, n: int, height: int, width: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.randint(0, 256, (n, height, width, 3), dtype=torch.uint8, generator=g).numpy()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.images[i], 0
 
 
 def emit(**record: object) -> None:
