@@ -35,13 +35,29 @@ LEVERS = {  # each a dict of section updates; 'a+b' applies a then b on top of B
     "bn": {"student": {"projector_output_bn": True}},
     "data_init": {"mira": {"prototype_init": "data"}},
     "pixels": {"providers": PIXELS},
+    # issue #22: SwAV's queue, softer student temperatures, MIRA's running marginal
+    "q1024": {"mira": {"queue": 1024}},
+    "q3840": {"mira": {"queue": 3840}},
+    "qstart1": {"mira": {"queue_start_epoch": 1}},
+    "ts02": {"mira": {"tau_student": 0.2}},
+    "ts03": {"mira": {"tau_student": 0.3}},
+    "ts05": {"mira": {"tau_student": 0.5}},
+    "ema": {"mira": {"marginal": "ema"}},
+    "ema99": {"mira": {"marginal": "ema", "marginal_momentum": 0.99}},
 }
 ALIASES = {"bn_data": "bn+data_init", "hybrid": "pixels", "bn_data_hybrid": "bn+data_init+pixels"}  # earlier names
 
 
 def variant_tree(epochs: int, name: str) -> dict:
-    """BASE with the named lever(s) ('a+b' stacks levers; 'sinkhorn:' prefix swaps the assigner), or a shipped
-    recipe ('cifar10_mira.yaml', its own epochs when ``epochs`` is 0) on the shared sample."""
+    """BASE with the named lever(s) ('a+b' stacks levers; 'sinkhorn:' prefix swaps the assigner; 'digits@' trains
+    on scikit-learn's digits at batch 128 instead of the CIFAR sample), or a shipped recipe ('cifar10_mira.yaml',
+    its own epochs when ``epochs`` is 0) on the shared sample."""
+    digits, _, name = name.rpartition("@")
+    if digits:
+        tree = variant_tree(epochs, name)
+        tree["data"] = {"name": "digits", "image_size": 32}
+        tree["optim"]["batch_size"] = 128
+        return tree
     assigner, _, levers = name.rpartition(":")
     if levers.endswith(".yaml"):
         tree = yaml.safe_load((Path(__file__).resolve().parent.parent / "recipes" / levers).read_text())

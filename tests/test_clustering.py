@@ -32,6 +32,48 @@ def test_mira_satisfies_the_fixed_point_condition(beta):
     assert (rhs - w).abs().max() < 1e-12
 
 
+@pytest.mark.parametrize("weight", [0.5, 0.9])
+def test_mira_with_a_running_marginal_satisfies_its_fixed_point_condition(weight):
+    """mira.marginal=ema: w ∝ p^{1/(1−β)} · w̃^{−β/(1−β)} with w̃ = weight·prior + (1 − weight)·w̄; weight 0 (or no
+    prior) is the plain assignment, and a prior far from uniform moves the targets."""
+    s, tau, beta = _logits(seed=4), 0.225, 0.75
+    prior = torch.softmax(torch.randn(s.shape[1], generator=torch.Generator().manual_seed(5), dtype=s.dtype), 0)
+    w = mira_assign(s, tau, beta, iters=200, prior=prior, prior_weight=weight)  # damped: slower than plain
+    mixed = weight * prior + (1 - weight) * w.mean(0)
+    rhs = torch.softmax(s / tau, dim=1) ** (1 / (1 - beta)) * mixed ** (-beta / (1 - beta))
+    assert (rhs / rhs.sum(1, keepdim=True) - w).abs().max() < 1e-12
+    assert (w - mira_assign(s, tau, beta, iters=60)).abs().max() > 1e-3
+    assert torch.equal(mira_assign(s, tau, beta, prior=prior, prior_weight=0.0), mira_assign(s, tau, beta))
+
+
+def test_mira_running_marginal_is_updated_in_training_checkpointed_and_mira_only():
+    from mvmr.config import build_recipe
+    from mvmr.errors import ConfigError
+    from mvmr.methods import build_method
+    from mvmr.methods.mira import cosine_schedule
+
+    def method(**mira):
+        torch.manual_seed(0)
+        return build_method(build_recipe({"method": "mira", "data": {"image_size": 16},
+                                          "student": {"backbone": "resnet18", "projector": "32-8"},
+                                          "mira": {"prototypes": 6, **mira}}))
+    m = method(marginal="ema", marginal_momentum=0.8)
+    assert "marginal_ema" in m.state_dict() and "marginal_ema" not in method().state_dict()
+    logits = torch.randn(5, 6, dtype=torch.float64)
+    beta = cosine_schedule(m.cfg.beta[0], m.cfg.beta[1], 0.5)
+    uniform = torch.full((6,), 1 / 6)
+    targets = m.train().assign(logits, 0.5, view=1)
+    assert torch.allclose(targets, mira_assign(logits, m.cfg.tau_teacher, beta, m.cfg.iters, prior=uniform,
+                                               prior_weight=0.8))
+    assert torch.allclose(m.marginal_ema[1], 0.8 * uniform + 0.2 * targets.float().mean(0))
+    assert torch.equal(m.marginal_ema[0], uniform)  # each global view keeps its own
+    before = m.marginal_ema.clone()
+    m.eval().assign(logits, 0.5, view=1)
+    assert torch.equal(m.marginal_ema, before)  # evaluation leaves it alone
+    with pytest.raises(ConfigError, match="mira.marginal=ema is for mira.assigner=mira"):
+        method(marginal="ema", assigner="sinkhorn")
+
+
 def test_mira_minimises_its_objective():
     s, tau, beta = _logits(seed=1), 0.225, 0.75
     w = mira_assign(s, tau, beta, iters=30)
@@ -291,18 +333,18 @@ def test_queue_assigns_over_batch_and_queue_and_keeps_the_batch_rows(assigner):
     method = _queue_method(10, assigner=assigner)
     logits = torch.randn(5, 6)
     assert torch.equal(method.assign(logits, 0.5), ASSIGNERS[assigner](logits, method.cfg, cosine_schedule(
-        method.cfg.beta[0], method.cfg.beta[1], 0.5)))  # an empty queue: exactly today's assignment
+        method.cfg.beta[0], method.cfg.beta[1], 0.5), None))  # an empty queue: exactly today's assignment
     method.enqueue([torch.randn(4, 8), torch.randn(4, 8)])
     method.enqueue([torch.randn(4, 8), torch.randn(4, 8)])
     assert int(method.queue_filled) == 8 and {"queue", "queue_filled"} <= set(method.state_dict())
     beta = cosine_schedule(method.cfg.beta[0], method.cfg.beta[1], 0.5)
     for view in (0, 1):
         whole = torch.cat([logits, method.cluster_logits(method.queue[view, :8])])
-        expected = ASSIGNERS[assigner](whole, method.cfg, beta)[:5]
+        expected = ASSIGNERS[assigner](whole, method.cfg, beta, None)[:5]
         assert torch.allclose(method.assign(logits, 0.5, view), expected, atol=1e-7)
     late = _queue_method(10, start=8.0, assigner=assigner)  # before queue_start_epoch the queue takes no part
     late.enqueue([torch.randn(4, 8), torch.randn(4, 8)])
-    assert torch.equal(late.assign(logits, 0.5), ASSIGNERS[assigner](logits, late.cfg, beta))
+    assert torch.equal(late.assign(logits, 0.5), ASSIGNERS[assigner](logits, late.cfg, beta, None))
 
 
 def test_queue_is_newest_first_capped_and_length_zero_is_the_plain_method():

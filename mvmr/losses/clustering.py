@@ -8,6 +8,7 @@ fixed-point iteration on v = w̄ below (computed in the log domain: no overflow 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,20 +31,31 @@ def _logsumexp0(x: torch.Tensor, distributed: bool) -> torch.Tensor:
 
 @torch.no_grad()
 def mira_assign(logits: torch.Tensor, tau: float = 0.225, beta: float = 0.75, iters: int = 30,
-                distributed: bool = False) -> torch.Tensor:
+                distributed: bool = False, prior: Optional[torch.Tensor] = None,
+                prior_weight: float = 0.0) -> torch.Tensor:
     """MIRA pseudo-labels (B, K) for logits (B, K); rows sum to 1. Needs 0 < beta < 1. With ``distributed`` the
-    marginal is taken over the global batch (all processes' rows)."""
+    marginal is taken over the global batch (all processes' rows). With a ``prior`` (K,) marginal, the marginal
+    the fixed point penalises is prior_weight·prior + (1 − prior_weight)·w̄ (``mira.marginal: ema``: a running
+    estimate beside the batch's, DINO's centring by analogy); prior_weight 0 is the plain batch marginal."""
     if not 0.0 < beta < 1.0:
         raise ValueError(f"mira beta must be in (0, 1), got {beta}")
     logits = _float(logits)
     n = float(_sum(torch.tensor(float(logits.shape[0]), device=logits.device), distributed))
     c = beta / (1.0 - beta)
+
     log_k = F.log_softmax(logits / (tau * (1.0 - beta)), dim=1)
-    log_v = (1.0 - beta) * torch.log(_sum(log_k.exp().sum(0), distributed) / n)
+    # v is w̄ at the fixed point; each update is v ← w̃(v)^{1−β} · v^β with w̃ the penalised marginal (the batch's
+    # w̄ = mean · v^{−c}: the official iteration v ← mean^{1−β}), from v = 1
+    def update(mean: torch.Tensor, log_v: torch.Tensor) -> torch.Tensor:
+        if prior is None or prior_weight == 0:
+            return (1.0 - beta) * torch.log(mean)
+        mixed = prior_weight * prior.to(mean) + (1.0 - prior_weight) * mean * torch.exp(-c * log_v)
+        return (1.0 - beta) * torch.log(mixed) + beta * log_v
+
+    log_v = update(_sum(log_k.exp().sum(0), distributed) / n, torch.zeros_like(log_k[0]))
     for _ in range(iters):
         log_den = torch.logsumexp(log_k - c * log_v, dim=1, keepdim=True)
-        mean = _sum((log_k - log_den).exp().sum(0), distributed) / n
-        log_v = (1.0 - beta) * torch.log(mean)
+        log_v = update(_sum((log_k - log_den).exp().sum(0), distributed) / n, log_v)
     return F.softmax(log_k - c * log_v, dim=1)
 
 

@@ -18,7 +18,8 @@ from torch import nn
 
 from ..config import Recipe
 from ..data import AugmentSpec, Batch, augment_spec
-from ..distributed import gather_rows, gather_with_grad, is_distributed, is_main
+from ..errors import ConfigError
+from ..distributed import all_reduce_sum, gather_rows, gather_with_grad, is_distributed, is_main
 from ..losses import ViewTerms, mira_assign, sinkhorn_assign, swapped_cross_entropy, weighted_total
 from ..models import Student
 from ..provider_terms import ProviderTerms, StudentRows
@@ -27,11 +28,13 @@ from .base import Method
 from .mvmr import ViewTermsConfig
 
 # Marginals are global-batch statistics: the assigners reduce across processes when told to.
+# ``prior``: the running marginal of mira.marginal=ema (MIRA only; None: the batch's).
 ASSIGNERS = {
-    "mira": lambda logits, cfg, beta: mira_assign(logits, cfg.tau_teacher, beta, cfg.iters,
-                                                  distributed=is_distributed()),
-    "sinkhorn": lambda logits, cfg, beta: sinkhorn_assign(logits, cfg.sinkhorn_eps, cfg.sinkhorn_iters,
-                                                          distributed=is_distributed()),
+    "mira": lambda logits, cfg, beta, prior: mira_assign(logits, cfg.tau_teacher, beta, cfg.iters,
+                                                         distributed=is_distributed(), prior=prior,
+                                                         prior_weight=cfg.marginal_momentum),
+    "sinkhorn": lambda logits, cfg, beta, prior: sinkhorn_assign(logits, cfg.sinkhorn_eps, cfg.sinkhorn_iters,
+                                                                 distributed=is_distributed()),
 }
 
 
@@ -60,6 +63,10 @@ class MiraConfig(ViewTermsConfig):
                        "the batch when assigning (their rows only shape the marginal; 0: off, the official MIRA)")
     queue_start_epoch: float = Field(0, ge=0, description="the queue fills from the first step and takes part in "
                                      "assignments from this epoch on")
+    marginal: Literal["batch", "ema"] = Field(
+        "batch", description="the marginal MIRA's assignment regularises: the (global) batch's, official; ema: "
+        "marginal_momentum·(running mean of past marginals) + (1 − marginal_momentum)·the batch's")
+    marginal_momentum: float = Field(0.9, ge=0, lt=1)
     local_size: Optional[int] = Field(None, ge=8, description="side of the local crops; default image_size·96/224")
     freeze_prototypes_epochs: float = Field(1, ge=0, description="prototypes get no update for this many epochs")
     prototype_init: Literal["random", "data"] = Field(
@@ -102,6 +109,11 @@ class MIRA(Method):
         # on every process (checkpointed: a resume continues with it).
         self.register_buffer("queue", torch.zeros(2, self.cfg.queue, width))
         self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
+        if self.cfg.marginal == "ema":  # per global view, global over processes, checkpointed
+            if self.cfg.assigner != "mira":
+                raise ConfigError("mira.marginal=ema is for mira.assigner=mira (Sinkhorn fixes the marginal to "
+                                  "uniform); set mira.marginal=batch")
+            self.register_buffer("marginal_ema", torch.full((2, self.cfg.prototypes), 1.0 / self.cfg.prototypes))
         self.teacher = copy.deepcopy(self.student).requires_grad_(False)
         self.teacher_bottleneck = copy.deepcopy(self.bottleneck).requires_grad_(False)
         c = self.cfg
@@ -120,12 +132,20 @@ class MIRA(Method):
         the first process only: every process holds the same global queue, and the marginal must count it once)
         and only the batch's rows are kept."""
         beta = cosine_schedule(self.cfg.beta[0], self.cfg.beta[1], progress)
+        prior = self.marginal_ema[view] if self.cfg.marginal == "ema" else None
         n = int(self.queue_filled)
         in_use = n > 0 and progress * self.recipe.optim.epochs >= self.cfg.queue_start_epoch
-        if not in_use or not is_main():
-            return ASSIGNERS[self.cfg.assigner](logits, self.cfg, beta)
-        rows = torch.cat([logits, self.cluster_logits(self.queue[view, :n])])
-        return ASSIGNERS[self.cfg.assigner](rows, self.cfg, beta)[: logits.shape[0]]
+        rows = logits
+        if in_use and is_main():
+            rows = torch.cat([logits, self.cluster_logits(self.queue[view, :n])])
+        targets = ASSIGNERS[self.cfg.assigner](rows, self.cfg, beta, prior)
+        if prior is not None and self.training:  # the running marginal: of the assigned rows, global
+            total = torch.stack([targets.sum(0).float(), torch.tensor(float(len(targets)), device=targets.device)
+                                 .expand(targets.shape[1])])
+            total = all_reduce_sum(total) if is_distributed() else total
+            m = self.cfg.marginal_momentum
+            self.marginal_ema[view] = m * self.marginal_ema[view] + (1.0 - m) * total[0] / total[1]
+        return targets[: logits.shape[0]]
 
     @torch.no_grad()
     def enqueue(self, embeddings: list[torch.Tensor]) -> None:
