@@ -44,6 +44,8 @@ LEVERS = {  # each a dict of section updates; 'a+b' applies a then b on top of B
     "ts05": {"mira": {"tau_student": 0.5}},
     "ema": {"mira": {"marginal": "ema"}},
     "ema99": {"mira": {"marginal": "ema", "marginal_momentum": 0.99}},
+    "nozero": {"student": {"zero_init_residual": False}},
+    "lr1e4": {"optim": {"lr": 1e-4}},  # the quickstarts' student: k-NN at init 93.6 on digits
 }
 ALIASES = {"bn_data": "bn+data_init", "hybrid": "pixels", "bn_data_hybrid": "bn+data_init+pixels"}  # earlier names
 
