@@ -96,9 +96,11 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, size: int) -> torch.Tens
     half = size // 2
     k = _gaussian_kernels(sigma.to(x.device, x.dtype), size).repeat_interleave(c, dim=0)  # (B·C, size)
     y = F.pad(x.reshape(1, b * c, h, w), [half] * 4, mode="reflect")
+    if y.device.type == "cpu":  # oneDNN's depthwise convolution is 2-2.6x faster in channels_last (same values)
+        y = y.contiguous(memory_format=torch.channels_last)
     y = F.conv2d(y, k.view(b * c, 1, 1, size), groups=b * c)
     y = F.conv2d(y, k.view(b * c, 1, size, 1), groups=b * c)
-    return y.view(b, c, h, w)
+    return y.contiguous().view(b, c, h, w)
 
 
 def photometric_batch(x: torch.Tensor, p: Photometric, chunk: Optional[int] = None) -> torch.Tensor:
@@ -119,12 +121,13 @@ CPU_CHUNK_PIXELS = 2 ** 19  # ~10 images at 224 px, ~56 at 96 px (bench_throughp
 
 def _photometric(x: torch.Tensor, p: Photometric) -> torch.Tensor:
     device = x.device
-    x = x.clone()  # updated in place, row by row: each op touches only the images it applies to
+    x = x.clone()  # updated in place where an op touches only some images (the caller's tensor stays as it was)
 
     def apply(mask: torch.Tensor, op, factor=None) -> None:
+        nonlocal x
         rows = mask.nonzero().flatten()  # decided on the CPU: no device sync
         if len(rows) == len(x):
-            x.copy_(op(x) if factor is None else op(x, factor.to(device, x.dtype, non_blocking=True)))
+            x = op(x) if factor is None else op(x, factor.to(device, x.dtype, non_blocking=True))
         elif len(rows):
             index = rows.to(device, non_blocking=True)
             part = x.index_select(0, index)
