@@ -15,6 +15,7 @@ from mvmr.data import AugmentSpec, Batch, PaperAugment, Photometric, Views, augm
 from mvmr.data.photometric import JITTER, gaussian_blur, photometric_batch
 
 STRONG = AugmentSpec(jitter_p=1.0, gray_p=0.3, solarize_p=0.3)  # every op drawn often
+ALL_GRAY = AugmentSpec(gray_p=1.0, blur_p=0.5, solarize_p=0.5)  # an op on every image, then ops on some
 
 
 def _drawn(aug: PaperAugment, n: int, seed: int = 0) -> list[Photometric]:
@@ -33,7 +34,8 @@ def _awkward_images(n: int, size: int) -> torch.Tensor:
     return x
 
 
-@pytest.mark.parametrize("size,spec", [(32, STRONG), (96, STRONG), (64, AugmentSpec())])
+@pytest.mark.parametrize("size,spec", [(32, STRONG), (96, STRONG), (64, AugmentSpec()), (32, ALL_GRAY),
+                                       (32, AugmentSpec(gray_p=1.0, blur_p=0.0, jitter_p=0.0))])
 @pytest.mark.parametrize("chunk", [None, 5])
 def test_batched_equals_per_image_path(size, spec, chunk):
     """Same parameters, same images: the device path equals torchvision's per-image ops to float tolerance

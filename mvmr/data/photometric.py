@@ -126,8 +126,8 @@ def _photometric(x: torch.Tensor, p: Photometric) -> torch.Tensor:
     def apply(mask: torch.Tensor, op, factor=None) -> None:
         nonlocal x
         rows = mask.nonzero().flatten()  # decided on the CPU: no device sync
-        if len(rows) == len(x):
-            x = op(x) if factor is None else op(x, factor.to(device, x.dtype, non_blocking=True))
+        if len(rows) == len(x):  # contiguous: an op may return a view (grayscale's expand), later steps write in place
+            x = (op(x) if factor is None else op(x, factor.to(device, x.dtype, non_blocking=True))).contiguous()
         elif len(rows):
             index = rows.to(device, non_blocking=True)
             part = x.index_select(0, index)

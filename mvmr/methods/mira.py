@@ -140,11 +140,10 @@ class MIRA(Method):
             rows = torch.cat([logits, self.cluster_logits(self.queue[view, :n])])
         targets = ASSIGNERS[self.cfg.assigner](rows, self.cfg, beta, prior)
         if prior is not None and self.training:  # the running marginal: of the assigned rows, global
-            total = torch.stack([targets.sum(0).float(), torch.tensor(float(len(targets)), device=targets.device)
-                                 .expand(targets.shape[1])])
-            total = all_reduce_sum(total) if is_distributed() else total
+            sums = torch.cat([targets.sum(0).float(), targets.new_full((1,), len(targets), dtype=torch.float32)])
+            sums = all_reduce_sum(sums) if is_distributed() else sums  # column sums and row count, global
             m = self.cfg.marginal_momentum
-            self.marginal_ema[view] = m * self.marginal_ema[view] + (1.0 - m) * total[0] / total[1]
+            self.marginal_ema[view] = m * self.marginal_ema[view] + (1.0 - m) * sums[:-1] / sums[-1]
         return targets[: logits.shape[0]]
 
     @torch.no_grad()
