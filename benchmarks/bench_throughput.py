@@ -6,7 +6,8 @@
    Goal at 224 px: >= 5x fewer.
 2. ``photometric``: the batched photometric stage (``photometric_batch``, what the device runs) against the
    per-image torchvision loop with the same parameters, on this CPU. Goal: >= 3x.
-3. ``precision``: bf16 against fp32 and the CPU's bf16 support (``bench_precision.py``, run here).
+3. ``blur_memory_format``: the separable blur's depthwise convolutions in contiguous vs channels_last memory.
+4. ``precision``: bf16 against fp32 and the CPU's bf16 support (``bench_precision.py``, run here).
 
 Usage: python bench_throughput.py [images] [batch]
 """
@@ -58,6 +59,26 @@ for size in (96, 224):
     err = (photometric_batch(x, collated) - torch.stack([aug.photometric(i, p) for i, p in zip(x, params)])).abs().max()
     emit(bench="throughput", part="photometric", image_size=size, batch=batch, per_image_loop_ms=round(loop, 3),
          batched_ms=round(batched, 3), speedup=round(loop / batched, 2), max_abs_diff=float(f"{err.item():.2e}"))
+
+for size, images_in_chunk in ((96, 56), (224, 10)):  # the blur's memory format (photometric.gaussian_blur on a CPU)
+    import torch.nn.functional as F
+    from mvmr.data.photometric import _gaussian_kernels, blur_kernel_size
+
+    x = torch.rand(images_in_chunk, 3, size, size)
+    sigma = torch.rand(images_in_chunk, dtype=torch.float64) * 1.9 + 0.1
+    k, b, half = blur_kernel_size(size), images_in_chunk * 3, blur_kernel_size(size) // 2
+    kernels = _gaussian_kernels(sigma.float(), k).repeat_interleave(3, dim=0)
+
+    def blur(fmt):
+        y = F.pad(x.reshape(1, b, size, size), [half] * 4, mode="reflect").contiguous(memory_format=fmt)
+        y = F.conv2d(F.conv2d(y, kernels.view(b, 1, 1, k), groups=b), kernels.view(b, 1, k, 1), groups=b)
+        return y.contiguous()
+    best = best_times({"contiguous": lambda: blur(torch.contiguous_format),
+                       "channels_last": lambda: blur(torch.channels_last)}, repeats=7)
+    emit(bench="throughput", part="blur_memory_format", image_size=size, images=images_in_chunk,
+         contiguous_ms=round(best["contiguous"] * 1e3, 3), channels_last_ms=round(best["channels_last"] * 1e3, 3),
+         speedup=round(best["contiguous"] / best["channels_last"], 2),
+         same_values=bool(torch.equal(blur(torch.contiguous_format), blur(torch.channels_last))))
 
 sys.argv = [sys.argv[0]]
 runpy.run_path(str(Path(__file__).with_name("bench_precision.py")), run_name="__main__")

@@ -96,11 +96,9 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, size: int) -> torch.Tens
     half = size // 2
     k = _gaussian_kernels(sigma.to(x.device, x.dtype), size).repeat_interleave(c, dim=0)  # (B·C, size)
     y = F.pad(x.reshape(1, b * c, h, w), [half] * 4, mode="reflect")
-    if y.device.type == "cpu":  # oneDNN's depthwise convolution is 2-2.6x faster in channels_last (same values)
-        y = y.contiguous(memory_format=torch.channels_last)
     y = F.conv2d(y, k.view(b * c, 1, 1, size), groups=b * c)
     y = F.conv2d(y, k.view(b * c, 1, size, 1), groups=b * c)
-    return y.contiguous().view(b, c, h, w)
+    return y.view(b, c, h, w)  # contiguous: channels_last measured 0.75-1.04x here (bench_throughput.py)
 
 
 def photometric_batch(x: torch.Tensor, p: Photometric, chunk: Optional[int] = None) -> torch.Tensor:
