@@ -1,13 +1,16 @@
 """Teacher → student transfer on real data (../shared/data/cifar10-mini.npz), one JSON line per objective.
 
-1. A supervised teacher: ResNet-18 (standard stem, 32 px) trained with labels in plain PyTorch (10 epochs, pad-4
-   crop + flip, Adam 1e-3 one-cycle), cached in benchmarks/.cache/. Its test accuracy and k-NN are printed.
+1. Supervised teachers, trained with labels in plain PyTorch and cached in benchmarks/.cache/: teacher A, ResNet-18
+   (standard stem, 32 px; 10 epochs, pad-4 crop + flip, Adam 1e-3 one-cycle, seed 0), and teacher B, the same
+   network with other augmentations and seed (random resized crop, scale 0.35-1, + flip; seed 1). Their test
+   accuracy and k-NN are printed, and the k-NN of both teachers' features side by side (what an ensemble holds).
 2. Label-free distillation into a ResNet-18 student through mvmr (``mvmr.engine.pretrain``), every objective at
    the same budget (6 epochs, batch 128, Adam 1e-3), k-NN (k=20, T=0.07) of the student's backbone features.
 3. Baselines: random init, the no-teacher MV-MR run (hand-crafted providers), and a plain ~30-line loop (cosine
    regression of the student's features onto the teacher's through a 2-layer predictor, both on one pad-crop-flip
    view).
-Usage: python bench_distill_transfer.py [variant ...] [--seed N]
+Variants ending in ``_b`` distil teacher B, ``multi_*`` both teachers (one term each, own adaptor and
+standardisation). Usage: python bench_distill_transfer.py [variant ...] [--seed=N]
 """
 import sys
 import tempfile
@@ -18,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
+from torchvision.transforms.v2 import RandomResizedCrop
 
 from common import CIFAR_NPZ as NPZ, HAND, emit, pad_crop_flip
 from mvmr.config import build_recipe
@@ -51,14 +55,21 @@ def knn_of(encode, data) -> float:
     return knn_classify(feats(x), y, feats(xt), yt)["top1"]
 
 
-def teacher(data) -> Path:
-    """Train (or reuse) the supervised teacher; returns its full classifier state_dict file."""
-    path = CACHE / "teacher_resnet18_cifar10mini.pt"
+TEACHERS = {"a": {"seed": 0, "crop": "pad"}, "b": {"seed": 1, "crop": "resized"}}
+
+
+def teacher(data, which: str = "a") -> Path:
+    """Train (or reuse) a supervised teacher; returns its full classifier state_dict file."""
+    path = CACHE / ("teacher_resnet18_cifar10mini.pt" if which == "a" else f"teacher_{which}_resnet18_cifar10mini.pt")
     if path.is_file():
         return path
     x, y, xt, yt = data
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(0)
+    how = TEACHERS[which]
+    torch.manual_seed(how["seed"])
+    g = torch.Generator().manual_seed(how["seed"])
+    resized = RandomResizedCrop(32, scale=(0.35, 1.0), antialias=True)
+    augment = (lambda b: pad_crop_flip(b, g)) if how["crop"] == "pad" else (  # noqa: E731
+        lambda b: flip(torch.stack([resized(i) for i in b]), g))
     model, norm = resnet18()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=10 * (len(x) // BATCH))
@@ -66,7 +77,7 @@ def teacher(data) -> Path:
     for _ in range(10):
         model.train()
         for idx in torch.randperm(len(x), generator=g)[: len(x) // BATCH * BATCH].split(BATCH):
-            loss = F.cross_entropy(model(norm(pad_crop_flip(x[idx], g))), y[idx])
+            loss = F.cross_entropy(model(norm(augment(x[idx]))), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -74,20 +85,32 @@ def teacher(data) -> Path:
     model.eval()
     CACHE.mkdir(exist_ok=True)
     torch.save(model.state_dict(), path)
-    backbone = torch.nn.Sequential(*list(model.children())[:-1], torch.nn.Flatten()).eval()
     with torch.no_grad():
         acc = 100 * (torch.cat([model(norm(b)).argmax(1) for b in xt.split(500)]) == yt).float().mean().item()
-    emit(bench="distill_transfer", variant="teacher", test_acc=round(acc, 2), knn_top1=round(knn_of(lambda b: backbone(norm(b)), data), 2),
-         minutes=round((time.perf_counter() - started) / 60, 1))
+    emit(bench="distill_transfer", variant="teacher" if which == "a" else f"teacher_{which}", test_acc=round(acc, 2),
+         knn_top1=round(knn_of(teacher_encoder(path), data), 2), minutes=round((time.perf_counter() - started) / 60, 1))
     return path
+
+
+def teacher_encoder(path: Path):
+    """images -> the teacher's penultimate features."""
+    model, norm = resnet18()
+    model.load_state_dict(torch.load(path, weights_only=True))
+    backbone = torch.nn.Sequential(*list(model.children())[:-1], torch.nn.Flatten()).eval()
+    return lambda b: backbone(norm(b))
+
+
+def flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    mask = torch.rand(len(x), generator=g) < 0.5
+    x[mask] = x[mask].flip(-1)
+    return x
 
 
 def plain_baseline(data, teacher_path: Path, seed: int, lr: float = 1e-3) -> float:
     """The ~30-line loop the issue measured: cosine regression through a 2-layer predictor, one shared view."""
     x = data[0]
-    t_model, norm = resnet18()
-    t_model.load_state_dict(torch.load(teacher_path, weights_only=True))
-    t_backbone = torch.nn.Sequential(*list(t_model.children())[:-1], torch.nn.Flatten()).eval()
+    _, norm = resnet18()
+    t_encode = teacher_encoder(teacher_path)
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     student = torchvision.models.resnet18()
@@ -99,10 +122,10 @@ def plain_baseline(data, teacher_path: Path, seed: int, lr: float = 1e-3) -> flo
     for _ in range(EPOCHS):
         student.train()
         for idx in torch.randperm(len(x), generator=g)[: len(x) // BATCH * BATCH].split(BATCH):
-            view = norm(pad_crop_flip(x[idx], g))
+            view = pad_crop_flip(x[idx], g)
             with torch.no_grad():
-                target = t_backbone(view)
-            loss = 1 - F.cosine_similarity(head(student(view)), target, dim=1).mean()
+                target = t_encode(view)
+            loss = 1 - F.cosine_similarity(head(student(norm(view))), target, dim=1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -117,16 +140,26 @@ NO_ZERO_INIT = {"zero_init_residual": False}
 NO_VIEW_TERMS = {"mse": 0.0, "variance": 0.0, "dcor_views": 0.0}
 
 
-def teacher_term(path: Path, **how) -> dict:
+def teacher_term(path: Path, name: str = "torchvision:resnet18", **how) -> dict:
     params = {"weights": str(path), "size": 32, "crop_pct": 1.0, "mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
-    return {"torchvision:resnet18": {"weight": 1.0, "params": params, **how}}
+    kind = {} if name == "torchvision:resnet18" else {"provider": "torchvision:resnet18"}
+    return {name: {"weight": 1.0, **kind, "params": params, **how}}
 
 
-def variants(path: Path) -> dict[str, dict]:
+def variants(path: Path, path_b: Path) -> dict[str, dict]:
     """name -> recipe changes; every run has the same student, batch, epochs and optimiser."""
     def solo(objective, augment=LIGHT, student=None, view="augmented", **kw):
         return {"providers": teacher_term(path, objective=objective, view=view, representation="backbone", **kw),
                 "loss": NO_VIEW_TERMS, "augment": augment, "student": student or {}}
+
+    def radio(standardize="layernorm", teachers=("a",), extra=None, loss=NO_VIEW_TERMS, **kw):
+        """cos + smooth-L1 through RADIO's adaptor, PAD views, no zero-init, lr 2e-3 (the shipped setting)."""
+        how = dict(objective="cos_smoothl1", view="augmented", representation="backbone", standardize=standardize, **kw)
+        terms = {}
+        for t in teachers:
+            terms.update(teacher_term({"a": path, "b": path_b}[t], "torchvision:resnet18" if t == "a" else "teacher_b", **how))
+        return {"providers": {**terms, **(extra or {})}, "loss": loss, "augment": PAD, "student": NO_ZERO_INIT,
+                "optim": {"lr": 2e-3}}
 
     return {
         "no_teacher": {"providers": HAND, "loss": {}, "augment": None},
@@ -148,6 +181,15 @@ def variants(path: Path) -> dict[str, dict]:
         "seed_pad_nozi": solo("seed", PAD, NO_ZERO_INIT),
         "mse_cross_pad_nozi": solo("mse", PAD, NO_ZERO_INIT, view="cross"),
         "mse_pad_nozi_lr2e-3": {**solo("mse", PAD, NO_ZERO_INIT), "optim": {"lr": 2e-3}},
+        # this round (#20): cos + smooth-L1, RADIO adaptor, teacher standardisation, MV-MR's terms, two teachers
+        "radio_ln": radio(),
+        "radio_dim": radio("dimension"),
+        "radio_none": radio("none"),
+        "mse_ln": {**solo("mse", PAD, NO_ZERO_INIT, standardize="layernorm"), "optim": {"lr": 2e-3}},
+        "radio_ln_hand": radio(extra={k: {**v, "weight": 0.1, "representation": "backbone"} for k, v in HAND.items()}),
+        "radio_ln_views": radio(loss={"mse": 0.0, "variance": 0.0, "dcor_views": 0.1}),
+        "radio_ln_b": radio(teachers=("b",)),
+        "multi_radio_ln": radio(teachers=("a", "b")),
     }
 
 
@@ -171,13 +213,16 @@ if __name__ == "__main__":
     if not NPZ.is_file():
         sys.exit(f"{NPZ} is missing: this benchmark needs the shared CIFAR-10 sample")
     data = arrays()
-    path = teacher(data)
-    t_model, norm = resnet18()
-    t_model.load_state_dict(torch.load(path, weights_only=True))
-    t_backbone = torch.nn.Sequential(*list(t_model.children())[:-1], torch.nn.Flatten()).eval()
-    teacher_knn = knn_of(lambda b: t_backbone(norm(b)), data)
-    table = variants(path)
-    for name in args or ["plain_baseline", *table]:
+    path, path_b = teacher(data, "a"), teacher(data, "b")
+    encode_a, encode_b = teacher_encoder(path), teacher_encoder(path_b)
+    teacher_knn = knn_of(encode_a, data)
+    knn_b = knn_of(encode_b, data)
+    if "teachers" in args:
+        emit(bench="distill_transfer", variant="teachers", knn_a=round(teacher_knn, 2), knn_b=round(knn_b, 2),
+             knn_concatenated=round(knn_of(lambda b: torch.cat([F.normalize(encode_a(b), dim=1),
+                                                               F.normalize(encode_b(b), dim=1)], 1), data), 2))
+    table = variants(path, path_b)
+    for name in [a for a in args if a != "teachers"] or ["plain_baseline", *table]:
         started = time.perf_counter()
         if name.startswith("plain_baseline"):
             lr = float(name.split("_lr")[1]) if "_lr" in name else 1e-3
@@ -185,7 +230,8 @@ if __name__ == "__main__":
         else:
             summary = run_mvmr(name, table[name], SEED)
             knn, init = summary["knn_top1"], summary.get("knn_top1_at_init")
+        best = max(teacher_knn, knn_b) if name.startswith("multi") else knn_b if name.endswith("_b") else teacher_knn
         emit(bench="distill_transfer", variant=name, seed=SEED, student_knn=round(knn, 2),
-             teacher_knn=round(teacher_knn, 2), ratio=round(knn / teacher_knn, 3),
+             teacher_knn=round(best, 2), ratio=round(knn / best, 3),
              student_knn_at_init=None if init is None else round(init, 2),
              minutes=round((time.perf_counter() - started) / 60, 1))

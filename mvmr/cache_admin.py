@@ -96,12 +96,14 @@ def build_caches(recipe) -> list[str]:
 
     from . import distributed as dist_utils
     from .data import OneView, build_dataset, dataset_identity
+    from .provider_terms import reads_cache
     from .registry import build_providers
 
     device = dist_utils.setup(recipe.trainer.device)
     rank, world = dist_utils.rank(), dist_utils.world_size()
-    providers = {name: p.to(device) for name, p in
-                 build_providers({n: c.params for n, c in recipe.providers.items()}, recipe.trainer.seed).items()}
+    cached = {n: c for n, c in recipe.providers.items() if reads_cache(c)}
+    providers = {name: p.to(device) for name, p in build_providers(
+        {n: c.params for n, c in cached.items()}, recipe.trainer.seed, {n: c.provider for n, c in cached.items()}).items()}
     base = build_dataset(recipe.data, "ssl")
     args = (providers, dataset_identity(recipe.data, "ssl", base), len(base), recipe.data.image_size,
             Path(recipe.trainer.cache_dir))

@@ -116,17 +116,25 @@ class StudentConfig(Section):
 
 class ProviderConfig(Section):
     """One representation the student is tied to. ``objective`` (registered in mvmr.registry.objectives: dcor,
-    cosine, mse, rkd, sp, seed) compares the student's ``representation`` (projector output or backbone features)
-    of ``view``
-    with the provider's features: ``cross`` = the student's augmented view against the provider on the original
-    view (the MV-MR paper), ``original`` = both on the original view, ``augmented`` = both on the augmented view."""
+    cosine, mse, cos_smoothl1, rkd, sp, seed) compares the student's ``representation`` (projector output,
+    backbone features, or the backbone's last feature map: ``spatial``, against the provider's dense features on
+    its grid) of ``view`` with the provider's features: ``cross`` = the student's augmented view against the
+    provider on the original view (the MV-MR paper), ``original`` = both on the original view, ``augmented`` =
+    both on the augmented view. ``standardize`` rescales the provider's features before the objective so every
+    dimension weighs alike. ``provider`` names the registered provider when the entry's key is only a label (two
+    terms of one teacher, or two teachers of one architecture)."""
 
     weight: float = 1.0
+    provider: Optional[str] = None
     params: dict[str, Any] = {}
     objective: str = "dcor"
     objective_params: dict[str, Any] = {}
     view: Literal["cross", "original", "augmented"] = "cross"
-    representation: Literal["projector", "backbone"] = "projector"
+    representation: Literal["projector", "backbone", "spatial"] = "projector"
+    standardize: Literal["none", "layernorm", "dimension"] = Field(
+        "none", description="layernorm: each feature vector to zero mean, unit variance (FD's non-affine "
+                            "LayerNorm); dimension: each dimension to zero mean, unit variance over the data seen "
+                            "in training (running statistics, checkpointed)")
 
 
 class OptimConfig(Section):
@@ -223,7 +231,8 @@ def split_key(dotted: str) -> list[str]:
     return keys + [current]
 
 
-PROVIDER_KEYS = ("weight", "params", "objective", "objective_params", "view", "representation")
+PROVIDER_KEYS = ("weight", "provider", "params", "objective", "objective_params", "view", "representation",
+                 "standardize")
 
 
 def _unquoted_provider(dotted: str) -> Optional[str]:

@@ -1,26 +1,56 @@
-"""The recipe ``mvmr distill`` runs: a recipe whose teachers are replaced by the one named on the command line."""
+"""The recipe ``mvmr distill`` runs: a recipe whose teachers are replaced by the ones named on the command line."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+from .errors import ConfigError
 from .registry import objectives, teachers
 
 
-def with_teacher(providers: dict[str, dict[str, Any]], teacher: str, weights: Optional[Path] = None,
-                 objective: Optional[str] = None) -> dict[str, dict[str, Any]]:
-    """``providers`` (a resolved recipe's section) with ``teacher`` in place of every teacher in it. The new entry
-    keeps the replaced teacher's weight, objective, view and representation (and its params when it is the same
-    teacher; another teacher starts from its own defaults); ``weights`` sets its local weight file and
-    ``objective`` its objective (with the objective's default params). Extractors stay as they are."""
-    teachers.lookup(teacher)  # an unknown teacher: one clear line, with the closest name
+def kind(name: str, entry: dict[str, Any]) -> str:
+    """The registered provider a ``providers`` entry builds: its ``provider`` field, else its name."""
+    return entry.get("provider") or name
+
+
+def teacher_entries(providers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The entries of a resolved ``providers`` section that build teachers (the rest are extractors)."""
+    return {n: p for n, p in providers.items() if kind(n, p) in teachers}
+
+
+def with_teachers(providers: dict[str, dict[str, Any]], names: Optional[Sequence[str]] = None,
+                  weights: Sequence[Optional[Path]] = (), objective: Optional[str] = None) -> dict[str, dict[str, Any]]:
+    """``providers`` (a resolved recipe's section) with the teachers ``names`` in place of every teacher in it, one
+    term each (a name given twice, e.g. two checkpoints of one architecture, is keyed ``NAME#2``); ``None`` keeps
+    the recipe's teachers. A teacher the recipe already holds under that key keeps its entry; another starts from
+    the recipe's first teacher's weight, objective, view, representation, standardisation and objective params,
+    with its own (empty) params. ``weights`` (none, or one per teacher, in order) sets each one's local weight
+    file; ``objective`` every teacher's objective (with the objective's default params). Extractors stay as they
+    are."""
+    old = teacher_entries(providers)
+    for name in names or ():
+        teachers.lookup(name)  # an unknown teacher: one clear line, with the closest name
     if objective is not None:
         objectives.lookup(objective)
-    old = {n: p for n, p in providers.items() if n in teachers}
-    template = next(iter(old.values()), {"weight": 1.0})
-    entry = old.get(teacher) or {**{k: v for k, v in template.items() if k != "params"}, "params": {}}
-    if weights is not None:
-        entry = {**entry, "params": {**entry.get("params", {}), "weights": str(Path(weights).expanduser().resolve())}}
-    if objective is not None:
-        entry = {**entry, "objective": objective, "objective_params": {}}
-    return {**{n: p for n, p in providers.items() if n not in old}, teacher: entry}
+    if names is None:
+        chosen = dict(old)
+    else:
+        first = next(iter(old.values()), {"weight": 1.0})
+        template = {k: v for k, v in first.items() if k not in ("params", "provider")}
+        chosen = {}
+        for i, name in enumerate(names):
+            seen = list(names[:i]).count(name)
+            key = name if not seen else f"{name}#{seen + 1}"
+            chosen[key] = old.get(key) or {**template, "params": {}, **({"provider": name} if seen else {})}
+    weights = list(weights)
+    if weights and len(weights) != len(chosen):
+        raise ConfigError(f"--teacher-weights was given {len(weights)} time(s) for {len(chosen)} teacher(s); give "
+                          f"one per teacher, in the same order")
+    for i, (key, entry) in enumerate(chosen.items()):
+        if weights:
+            path = str(Path(weights[i]).expanduser().resolve())
+            entry = {**entry, "params": {**entry.get("params", {}), "weights": path}}
+        if objective is not None:
+            entry = {**entry, "objective": objective, "objective_params": {}}
+        chosen[key] = entry
+    return {**{n: p for n, p in providers.items() if n not in old}, **chosen}

@@ -19,6 +19,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 
 from .errors import WeightsError
+from .models import feature_map
 from .providers import Provider
 
 INTERPOLATIONS = {"bicubic": TF.InterpolationMode.BICUBIC, "bilinear": TF.InterpolationMode.BILINEAR,
@@ -113,7 +114,8 @@ class FrozenEncoder(Provider):
     def __init__(self, model: nn.Module, out_dim: int, size: int, mean: Sequence[float], std: Sequence[float],
                  interpolation: str = "bicubic", crop_pct: float = 1.0, half: bool = False,
                  encode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-                 weights_id: Optional[str] = None) -> None:
+                 weights_id: Optional[str] = None,
+                 dense: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
         super().__init__()
         self.model = model
         self.out_dim, self.size, self.crop_pct = int(out_dim), int(size), float(crop_pct)
@@ -125,7 +127,7 @@ class FrozenEncoder(Provider):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.half = half
-        self._encode = encode
+        self._encode, self._dense = encode, dense
         self._weights_id = weights_id
         self._digest: Optional[str] = None
 
@@ -154,3 +156,11 @@ class FrozenEncoder(Provider):
         with torch.autocast(x.device.type, dtype=torch.float16, enabled=use_half):
             out = self._encode(x) if self._encode is not None else self.model(x)
         return out.float().flatten(1)
+
+    def spatial(self, images: torch.Tensor) -> torch.Tensor:
+        """The encoder's last feature map (a CNN's, or a ViT's patch tokens on their grid) of the preprocessed
+        images: (B, D, h, w)."""
+        x = self.preprocess(images)
+        with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.float16, enabled=self.half and x.is_cuda):
+            out = self._dense(x) if self._dense is not None else feature_map(self.model, x)
+        return out.float()

@@ -113,6 +113,45 @@ def build_projector(in_dim: int, spec: str, bias: str = "none", output_bn: bool 
     return nn.Sequential(*layers)
 
 
+def tokens_to_grid(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, N, D) patch tokens of a square grid -> (B, D, √N, √N)."""
+    b, n, d = tokens.shape
+    side = int(round(n ** 0.5))
+    if side * side != n:
+        raise ValueError(f"{n} patch tokens do not form a square grid")
+    return tokens.transpose(1, 2).reshape(b, d, side, side)
+
+
+def feature_map(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The last feature map (B, C, h, w) of a backbone: a torchvision ResNet's layer4 output (what its average pool
+    reads), a timm model's ``forward_features`` (a ViT's patch tokens, prefix tokens dropped, on their grid), or an
+    open_clip ViT's patch tokens."""
+    if all(hasattr(model, a) for a in ("conv1", "bn1", "maxpool", "layer4", "avgpool")):  # torchvision ResNet
+        x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+        return model.layer4(model.layer3(model.layer2(model.layer1(x))))
+    if hasattr(model, "forward_features") and hasattr(model, "num_features"):  # timm
+        out = model.forward_features(x)
+        if out.ndim == 3:
+            return tokens_to_grid(out[:, getattr(model, "num_prefix_tokens", 0):])
+        if out.shape[1] != model.num_features and out.shape[-1] == model.num_features:  # NHWC models
+            out = out.permute(0, 3, 1, 2)
+        return out
+    if hasattr(model, "output_tokens") and hasattr(model, "transformer"):  # open_clip VisionTransformer
+        previous, model.output_tokens = model.output_tokens, True
+        try:
+            _, tokens = model(x)
+        finally:
+            model.output_tokens = previous
+        return tokens_to_grid(tokens)
+    raise ConfigError(f"{type(model).__name__} gives no feature map mvmr knows how to read (torchvision ResNets, "
+                      f"timm models, open_clip ViTs); use representation: backbone")
+
+
+def pools_map(model: nn.Module) -> bool:
+    """Whether the backbone's pooled features are the mean of its feature map over locations (torchvision ResNets)."""
+    return isinstance(getattr(model, "avgpool", None), nn.AdaptiveAvgPool2d) and hasattr(model, "layer4")
+
+
 class Student(nn.Module):
     """images in [0, 1] -> normalised -> backbone features (``embed``) -> projector (``forward``)."""
 
@@ -134,6 +173,10 @@ class Student(nn.Module):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone((images - self.mean) / self.std)
+
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's last feature map (B, feature_dim, h, w); ``representation: spatial`` reads it."""
+        return feature_map(self.backbone, (images - self.mean) / self.std)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.projector(self.embed(images))

@@ -10,12 +10,14 @@ features). The module
 - owns the frozen providers: not in the state_dict, moved with the module, run in float32 outside autocast, read
   from the feature cache (``source``) for deterministic providers on the original view when dataset indices are
   given;
-- owns the learned heads (predictors, queues), in the state_dict;
+- owns the learned heads (predictors, queues) and the standardisers' running statistics, in the state_dict;
 - says which student rows its terms read (``student_keys``), so a step computes only those;
 - computes the named terms of the batch in two stages, as exact accumulation needs: ``features`` (per-image rows,
   in ``encode``) and ``forward`` (batch statistics, in ``objective``), gathering the global batch when told to.
 
-Rows are keyed ``"<view>/<representation>"`` for the student and ``"provider/<name>"`` for the features.
+Rows are keyed ``"<view>/<representation>"`` for the student and ``"provider/<name>"`` for the features. A
+``spatial`` term compares feature maps: the student's last map, resized (bilinear) to the provider's grid, and the
+provider's dense features, one row per location, so the objective's head is a per-location adaptor.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import inspect
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import profile
@@ -30,6 +33,7 @@ from .config import ProviderConfig
 from .distributed import gather_with_grad
 from .errors import ConfigError
 from .guards import FiniteMonitor
+from .models import pools_map
 from .losses.distill import build_objective
 from .providers import Provider
 from .registry import build_providers, objectives
@@ -46,6 +50,51 @@ def student_view(cfg: ProviderConfig) -> str:
 def provider_view(cfg: ProviderConfig) -> str:
     """The view the provider sees: the original one unless ``view: augmented``."""
     return "augmented" if cfg.view == "augmented" else "original"
+
+
+def reads_cache(cfg: ProviderConfig) -> bool:
+    """Whether a term's provider features may come from the feature cache (the summary features of the original
+    view; a deterministic provider's only, which the cache checks)."""
+    return provider_view(cfg) == "original" and cfg.representation != "spatial"
+
+
+def as_locations(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> (B·h·w, C): one row per location."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def spatial_dim(provider: Provider, image_size: int) -> int:
+    """The channels of a provider's dense features at ``image_size`` (one forward of two blank images)."""
+    try:
+        return int(provider.spatial(torch.zeros(2, 3, image_size, image_size)).shape[1])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+class Standardize(nn.Module):
+    """A provider's features rescaled before the objective so that every dimension weighs alike: ``layernorm``
+    (each row to zero mean, unit variance: FD's non-affine LayerNorm) or ``dimension`` (each dimension to zero mean,
+    unit variance over every training row seen so far: running float64 sums of the global batches, checkpointed;
+    a frozen teacher's statistics do not drift, so the running estimate only sharpens)."""
+
+    def __init__(self, mode: str, dim: int) -> None:
+        super().__init__()
+        self.mode = mode
+        if mode == "dimension":
+            self.register_buffer("moments", torch.zeros(3, dim, dtype=torch.float64))  # count, Σx, Σx²
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        if self.mode == "none":
+            return t
+        if self.mode == "layernorm":
+            return F.layer_norm(t.float(), t.shape[-1:], eps=1e-6)
+        x = t.detach().double()
+        if self.training or not self.moments[0, 0]:
+            self.moments += torch.stack([torch.full_like(x[0], len(x)), x.sum(0), x.pow(2).sum(0)])
+        count, total, squares = self.moments
+        mean = total / count
+        std = (squares / count - mean.pow(2)).clamp_min(0).add(1e-6).sqrt()
+        return ((t.double() - mean) / std).float()
 
 
 def _config(spec: ProviderSpec, default_view: Optional[str]) -> ProviderConfig:
@@ -81,7 +130,11 @@ class StudentRows:
     def __call__(self, view: str, representation: str) -> torch.Tensor:
         key = f"{view}/{representation}"
         if key not in self.done:
-            if representation == "backbone":
+            if representation == "spatial":
+                self.done[key] = self.student.feature_map(self.views[view])
+            elif representation == "backbone" and f"{view}/spatial" in self.done and pools_map(self.student.backbone):
+                self.done[key] = self.done[f"{view}/spatial"].mean((2, 3))  # = the ResNet's average pool
+            elif representation == "backbone":
                 self.done[key] = self.student.embed(self.views[view])
             else:
                 self.done[key] = self.student.projector(self(view, "backbone"))
@@ -91,8 +144,8 @@ class StudentRows:
         """The rows ``keys``, computed in a fixed order (original view first, backbone before projector): every
         BatchNorm sees its batches in the same order in every process and run, which a resume that must repeat
         the run exactly, and a global-batch BatchNorm, rely on."""
-        order = {"original": 0, "augmented": 1, "backbone": 0, "projector": 1}
-        ordered = sorted(keys, key=lambda k: tuple(order.get(part, 2) for part in k.split("/")) + (k,))
+        order = {"original": 0, "augmented": 1, "spatial": 0, "backbone": 1, "projector": 2}
+        ordered = sorted(keys, key=lambda k: tuple(order.get(part, 3) for part in k.split("/")) + (k,))
         return {k: self(*k.split("/")) for k in ordered}
 
 
@@ -112,14 +165,14 @@ class ProviderTerms(nn.Module):
         # A plain dict, not a ModuleDict: names may hold '.' and ':' (timm:vit_small.augreg, mvmr:PATH), and frozen
         # providers are rebuilt from the spec, never checkpointed. _apply moves them with the module.
         built = build_providers({n: c.params for n, c in self.configs.items() if not isinstance(specs[n], Provider)},
-                                seed)
+                                seed, {n: c.provider for n, c in self.configs.items()})
         self.providers: dict[str, Provider] = {n: built.get(n, specs[n]) for n in self.configs}
         for name, cfg in self.configs.items():
             if student_view(cfg) not in tuple(views):
                 others = " or ".join(v for v in ("cross", "original", "augmented") if v != cfg.view)
                 raise ConfigError(f"providers.{name}.view={cfg.view} needs the student's embedding of the "
                                   f"{student_view(cfg)} view, which {owner} does not compute; use view: {others}")
-        heads = []
+        heads, standardizers = [], []
         for name, cfg in self.configs.items():
             provider = self.providers[name]
             if image_size is not None:
@@ -128,17 +181,31 @@ class ProviderTerms(nn.Module):
                 except ValueError as exc:
                     raise ConfigError(f"provider '{name}' at data.image_size={image_size}: {exc}") from None
             params = dict(cfg.objective_params)
-            if "estimator" in inspect.signature(objectives.get(cfg.objective)).parameters:
+            objective = objectives.get(cfg.objective)
+            if "estimator" in inspect.signature(objective).parameters:
                 params.setdefault("estimator", estimator)
+            if cfg.representation == "spatial" and not getattr(objective, "per_location", False):
+                per_location = [n for n in objectives.names() if getattr(objectives.get(n), "per_location", False)]
+                raise ConfigError(f"providers.{name}: representation: spatial compares feature maps location by "
+                                  f"location, which objective '{cfg.objective}' does not; use one of "
+                                  f"{', '.join(per_location)}")
             student_dim = (student_dims or {}).get(cfg.representation, 0)
-            teacher_dim = provider.output_dim(image_size, image_size) if image_size is not None else 0
+            teacher_dim = 0
+            if image_size is not None:
+                teacher_dim = (spatial_dim(provider, image_size) if cfg.representation == "spatial"
+                               else provider.output_dim(image_size, image_size))
             head = build_objective(name, cfg.objective, student_dim or 1, teacher_dim or 1, params)  # 1: unknown
             if any(True for _ in head.parameters()) and not (student_dim and teacher_dim):
                 raise ConfigError(f"providers.{name}: objective '{cfg.objective}' learns a head from the student's "
                                   f"{cfg.representation} to the provider's features, so it needs both widths: pass "
                                   f"embedding_dim= and image_size=")
+            if cfg.standardize == "dimension" and not teacher_dim:
+                raise ConfigError(f"providers.{name}: standardize: dimension keeps statistics of each of the "
+                                  f"provider's dimensions, so it needs their number: pass image_size=")
             heads.append(head)
+            standardizers.append(Standardize(cfg.standardize, teacher_dim))
         self.heads = nn.ModuleList(heads)  # in spec order; learned parts (predictors, queues) are checkpointed
+        self.standardizers = nn.ModuleList(standardizers)  # running statistics (standardize: dimension)
         self.names = {name: f"{cfg.objective}/{name}" for name, cfg in self.configs.items()}
         self.weights = {self.names[n]: cfg.weight for n, cfg in self.configs.items()}
         self.source: Optional[Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]] = None  # the feature cache
@@ -148,7 +215,7 @@ class ProviderTerms(nn.Module):
     def from_recipe(cls, recipe, student: nn.Module, views: Iterable[str] = VIEWS,
                     estimator: str = "biased") -> "ProviderTerms":
         """The terms of a recipe's ``providers`` section for ``student`` (a ``Student``)."""
-        dims = {"projector": student.out_dim, "backbone": student.feature_dim}
+        dims = {"projector": student.out_dim, "backbone": student.feature_dim, "spatial": student.feature_dim}
         return cls(recipe.providers, dims, recipe.data.image_size, views, estimator, seed=recipe.trainer.seed)
 
     # what a step needs ---------------------------------------------------------------------------------------------
@@ -183,7 +250,9 @@ class ProviderTerms(nn.Module):
                                  f"those images too")
             x = images[view].detach().float()
             with torch.autocast(device_type=x.device.type, enabled=False):
-                if self.source is not None and provider.deterministic and index is not None and view == indexed_view:
+                if cfg.representation == "spatial":
+                    feats = provider.spatial(x)
+                elif self.source is not None and provider.deterministic and index is not None and view == indexed_view:
                     feats = self.source(name, x, index.cpu())
                 else:
                     feats = provider(x)
@@ -202,10 +271,15 @@ class ProviderTerms(nn.Module):
                                  f"{', '.join(sorted(rows))}")
             return gather_with_grad(rows[key]) if gather else rows[key]
         terms = {}
-        for head, (name, cfg) in zip(self.heads, self.configs.items()):
+        for head, standardize, (name, cfg) in zip(self.heads, self.standardizers, self.configs.items()):
             if cfg.weight != 0:
-                student = take(f"{student_view(cfg)}/{cfg.representation}")
-                terms[self.names[name]] = head(student, take(f"provider/{name}"))
+                student, feats = take(f"{student_view(cfg)}/{cfg.representation}"), take(f"provider/{name}")
+                if cfg.representation == "spatial":  # the student's map on the provider's grid, a row per location
+                    size = feats.shape[-2:]
+                    if student.shape[-2:] != size:
+                        student = F.interpolate(student, size=size, mode="bilinear", align_corners=False)
+                    student, feats = as_locations(student), as_locations(feats)
+                terms[self.names[name]] = head(student, standardize(feats))
         return terms
 
     def _apply(self, fn, *args, **kwargs):

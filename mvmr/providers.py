@@ -52,6 +52,11 @@ class Provider(nn.Module, metaclass=abc.ABCMeta):
             out = self.extract(images)
         return out.reshape(images.shape[0], -1)
 
+    def spatial(self, images: torch.Tensor) -> torch.Tensor:
+        """Dense features (B, D, h, w) of (B, 3, H, W) images in [0, 1], for ``representation: spatial`` terms.
+        Providers without a feature map (hand-crafted descriptors) keep this default, which refuses."""
+        raise ValueError(f"provider '{self.name}' has no spatial features; use representation: backbone or projector")
+
     def train(self, mode: bool = True) -> "Provider":
         """Providers stay in eval mode whatever the surrounding model does."""
         return super().train(False)

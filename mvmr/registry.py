@@ -220,12 +220,15 @@ def create_provider(name: str, **params: Any) -> Provider:
     return hits[0].create(name, **params)
 
 
-def build_providers(params: Mapping[str, Mapping[str, Any]], seed: Optional[int] = None) -> dict[str, "Provider"]:
+def build_providers(params: Mapping[str, Mapping[str, Any]], seed: Optional[int] = None,
+                    kinds: Optional[Mapping[str, Optional[str]]] = None) -> dict[str, "Provider"]:
     """Providers by name with their params, built under ``seed``: a random-weight teacher (``pretrained: none``) is
-    the same network in every process and run, so its cached features stay valid."""
+    the same network in every process and run, so its cached features stay valid. ``kinds`` maps a name that is
+    only a label to the registered provider it builds (a recipe entry's ``provider``)."""
     import torch
 
+    kinds = kinds or {}
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        return {name: create_provider(name, **dict(p)) for name, p in params.items()}
+        return {name: create_provider(kinds.get(name) or name, **dict(p)) for name, p in params.items()}

@@ -3,8 +3,9 @@
     loss = Σ_k w_k · objective_k(embeddings, f_k(images))       (objective: 1 − dCor by default)
 
 It takes the same spec as a recipe's ``providers`` section, by name: a weight (``{"hog": 1.0}``), or ``weight``,
-``params``, ``objective``, ``objective_params``, ``view`` and ``representation`` (``{"clip-vit-b16": {"weight": 1,
-"objective": "mse"}}``), or a built provider. The frozen providers are never trained nor saved (they run in
+``provider``, ``params``, ``objective``, ``objective_params``, ``view``, ``representation`` and ``standardize``
+(``{"clip-vit-b16": {"weight": 1, "objective": "cos_smoothl1", "standardize": "layernorm"}}``), or a built
+provider. A ``spatial`` term reads the model's feature map: pass ``{"spatial": fmap, ...}`` as embeddings. The frozen providers are never trained nor saved (they run in
 float32 outside autocast); learned heads (the predictor of ``mse``/``cosine``, SEED's queue) are this module's
 parameters and state: give ``reg.parameters()`` to the optimiser. With dataset indices of deterministic images,
 deterministic providers read their features from the on-disk cache. Under DDP, ``gather=True`` computes the terms
@@ -58,8 +59,8 @@ class FeatureRegularizer(nn.Module):
         dict that changes whenever the images do) under ``root``; pass ``index`` to ``forward`` to use it."""
         identity = {"name": dataset} if isinstance(dataset, str) else dict(dataset)
         identity.update(length=n, image_size=image_size, user="FeatureRegularizer")
-        self.terms.source = CachedFeatures(self.providers, open_caches(self.providers, identity, n, image_size,
-                                                                      Path(root)))
+        cached = {n: p for n, p in self.providers.items() if self.terms.configs[n].representation != "spatial"}
+        self.terms.source = CachedFeatures(cached, open_caches(cached, identity, n, image_size, Path(root)))
         return self
 
     def forward(self, images: torch.Tensor, embeddings: Embeddings, index: Optional[torch.Tensor] = None,

@@ -84,4 +84,5 @@ def mvmr_teacher(spec: str, half: bool = False) -> FrozenEncoder:
     student = method.student
     # The student normalises inside embed(); the encoder only resizes.
     return FrozenEncoder(student, student.feature_dim, recipe.data.image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0),
-                         "bilinear", 1.0, half, encode=student.embed, weights_id="file:" + file_digest(path))
+                         "bilinear", 1.0, half, encode=student.embed, weights_id="file:" + file_digest(path),
+                         dense=student.feature_map)

@@ -25,12 +25,21 @@ def _distill(tmp_path, teacher, *extra, out="run", recipe=None):
     return CliRunner().invoke(app, args)
 
 
-def test_distill_random_clip_two_steps_and_cache(tmp_path):
+def test_distill_random_clip_two_steps_headline_and_paper_form_with_cache(tmp_path):
+    """The headline recipe (cos + smooth-L1, the teacher on the student's view, online) and the paper's form
+    (1 − dCor on the cross view: the teacher's original-view features cached)."""
     result = _distill(tmp_path, "clip-vit-b16", "--set", "providers.clip-vit-b16.params.pretrained=none")
     assert result.exit_code == 0, result.output + repr(result.exception)
-    recipe = (tmp_path / "run" / "recipe.yaml").read_text()
-    assert "clip-vit-b16" in recipe
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in records if "loss" in r][-1]
+    assert "cos_smoothl1/clip-vit-b16" in last and all(torch.isfinite(torch.tensor(v)) for v in last.values())
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # nothing it would not read
+    result = _distill(tmp_path, "clip-vit-b16", "--set", "providers.clip-vit-b16.params.pretrained=none",
+                      out="paper", recipe="stl10_distill_clip_paper")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    recipe = (tmp_path / "paper" / "recipe.yaml").read_text()
+    assert "clip-vit-b16" in recipe
+    records = [json.loads(line) for line in (tmp_path / "paper" / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in records if "loss" in r][-1]
     assert "dcor/clip-vit-b16" in last and all(torch.isfinite(torch.tensor(v)) for v in last.values())
     info = CliRunner().invoke(app, ["cache", "info", "--dir", str(tmp_path / "cache")])
@@ -83,8 +92,11 @@ def test_cifar10_distill_recipe_on_npz_with_a_classifier_teacher(tmp_path, npz_p
     assert "mse/torchvision:resnet18" in [r for r in records if "loss" in r][-1]
 
 
-def test_with_teacher_replaces_the_teachers_and_keeps_their_term_settings(tmp_path):
-    from mvmr.distill import with_teacher
+def test_with_teachers_replaces_the_teachers_and_keeps_their_term_settings(tmp_path):
+    from mvmr.distill import with_teachers
+
+    def with_teacher(providers, name, weights=None, objective=None):
+        return with_teachers(providers, [name], [weights] if weights else [], objective)
     from mvmr.errors import RegistryError
 
     providers = {"pixels": {"weight": 0.5},

@@ -75,21 +75,23 @@ def pretrain(recipe_name: str = typer.Argument(..., metavar="RECIPE",
 
 
 @app.command()
-def distill(teacher: Optional[str] = typer.Option(None, "--teacher", help="Teacher name (mvmr teachers list); "
-                                                  "default clip-vit-b16."),
+def distill(teacher: list[str] = typer.Option([], "--teacher", help="Teacher name (mvmr teachers list); repeat it "
+                                             "for several teachers, one term each. Default: the recipe's teachers."),
             recipe_name: str = typer.Argument("stl10_distill_clip", metavar="[RECIPE]",
                                               help="Recipe: a YAML file or a packaged recipe name."),
-            teacher_weights: Optional[Path] = typer.Option(None, "--teacher-weights", help="Local weight file."),
-            objective: Optional[str] = typer.Option(None, "--objective", help="The teacher term's objective "
-                                                    "(dcor, cosine, mse, rkd, sp, seed); default: the recipe's."),
+            teacher_weights: list[Path] = typer.Option([], "--teacher-weights", help="Local weight file; with several "
+                                                       "--teacher, one per teacher in the same order."),
+            objective: Optional[str] = typer.Option(None, "--objective", help="The teacher terms' objective "
+                                                    "(mvmr objectives: cos_smoothl1, mse, cosine, dcor, ...); "
+                                                    "default: the recipe's."),
             set_: list[str] = typer.Option([], "--set", help="Override: section.key=value (repeatable)."),
             out: Optional[str] = typer.Option(None, "--out", help="Run folder (default: runs/<recipe name>)."),
             resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
             imports: list[str] = typer.Option([], "--import", help=IMPORT_HELP)) -> None:
-    """Distil a frozen teacher into the student, label-free: the recipe's objective between a student
-    representation and the teacher's features (e.g. MV-MR's 1 − dCor, or cosine regression through a predictor)."""
+    """Distil frozen teachers into the student, label-free: the recipe's objective between a student
+    representation and each teacher's features (e.g. cosine + smooth-L1 through an adaptor, or MV-MR's 1 − dCor)."""
     from ..config import build_recipe
-    from ..distill import with_teacher
+    from ..distill import kind, teacher_entries, with_teachers
     from ..engine import pretrain as run, resume_recipe
     from ..recipe_files import load_recipe, resolve_recipe
     from ..registry import teachers
@@ -97,27 +99,32 @@ def distill(teacher: Optional[str] = typer.Option(None, "--teacher", help="Teach
     import_modules(imports)
     recipe = resolve_recipe(recipe_name)
     out_dir = _out_dir(recipe, out)
-    if teacher is not None:
-        teachers.lookup(teacher)  # unknown teacher: one clear line before anything else
-    extra = f" --teacher {teacher}" if teacher else ""
+    for name in teacher:
+        teachers.lookup(name)  # unknown teacher: one clear line before anything else
+    extra = "".join(f" --teacher {name}" for name in teacher)
     if resume:
-        for flag, value in (("--objective", objective), ("--teacher-weights", teacher_weights)):
+        for flag, value in (("--objective", objective), ("--teacher-weights", teacher_weights or None)):
             if value is not None:
                 raise MVMRError(f"--resume continues the run with its saved teacher settings; {flag} would change "
                                 f"them: resume without {flag}, or start a new run with another --out")
         cfg, state = resume_recipe(out_dir, recipe, set_)
-        if teacher is not None and teacher not in cfg.providers:
-            raise MVMRError(f"--resume: the run in {out_dir} distils {', '.join(cfg.providers) or 'no teacher'}, "
-                            f"not '{teacher}'; resume without --teacher, or start a new run with another --out")
+        saved = {kind(n, p.model_dump()) for n, p in cfg.providers.items()}
+        for name in teacher:
+            if name not in saved:
+                raise MVMRError(f"--resume: the run in {out_dir} distils {', '.join(cfg.providers) or 'no teacher'}, "
+                                f"not '{name}'; resume without --teacher, or start a new run with another --out")
         summary = run(cfg, out_dir, True, source=recipe, state=state,
                       resume_command=_command("distill", recipe_name, out_dir, extra, imports))
         _print_summary(summary, out_dir)
         return
-    teacher = teacher or "clip-vit-b16"
     tree = load_recipe(recipe, set_).to_dict()
-    tree["providers"] = with_teacher(tree["providers"], teacher, teacher_weights, objective)
+    if not teacher and not teacher_entries(tree["providers"]):
+        teacher = ["clip-vit-b16"]  # a recipe without a teacher distils the MV-MR paper's
+    tree["providers"] = with_teachers(tree["providers"], teacher or None, teacher_weights, objective)
+    names = [kind(n, p) for n, p in teacher_entries(tree["providers"]).items()]
     summary = run(build_recipe(tree, source=str(recipe)), out_dir, False, source=recipe,
-                  resume_command=_command("distill", recipe_name, out_dir, f" --teacher {teacher}", imports))
+                  resume_command=_command("distill", recipe_name, out_dir,
+                                          "".join(f" --teacher {n}" for n in names), imports))
     _print_summary(summary, out_dir)
 
 

@@ -22,6 +22,7 @@ from ..data import Views, augment_on, augment_spec, build_dataset, collate, data
 from ..errors import ConfigError
 from ..guards import FiniteMonitor, ignore_interrupts_in_worker
 from ..methods import Method, build_method
+from ..provider_terms import reads_cache
 from ..registry import methods
 from ..syncbn import convert_batchnorm
 from ..paths import check_writable_folder
@@ -58,7 +59,8 @@ class EpochSampler(Sampler[int]):
 def feature_cache(method: Method, recipe: Recipe, base, identity: Optional[dict] = None) -> CachedFeatures:
     """Deterministic providers read their original-view features from the on-disk cache, filling it as they go.
     Under torchrun the main process creates the cache folders first; every process then fills its own rows."""
-    providers = dict(method.providers.items())
+    terms = method.provider_terms
+    providers = {n: p for n, p in terms.providers.items() if reads_cache(terms.configs[n])}
     identity = identity or dataset_identity(recipe.data, "ssl", base)
     args = (providers, identity, len(base), recipe.data.image_size, Path(recipe.trainer.cache_dir))
     caches = open_caches(*args) if dist_utils.is_main() else None

@@ -6,11 +6,15 @@ loss`` (lower is better), registered by name in ``mvmr.registry.objectives`` (en
 
 - ``dcor``: MV-MR's 1 − dCor(s, t) (biased dCor, or the bias-corrected dCor² with ``estimator: unbiased``).
 - ``cosine`` / ``mse``: feature regression through a learned predictor head (FitNets; feature distillation).
+- ``cos_smoothl1``: AM-RADIO's / PHI-S's summary loss, cosine plus smooth-L1 through an adaptor (by default
+  RADIO's Linear → LayerNorm → GELU → Linear).
 - ``rkd``: relational KD (Park et al. 2019): pairwise distances (normalised by their mean) and angles of triplets.
 - ``sp``: similarity-preserving KD (Tung & Mori 2019): row-normalised Gram matrices of the batch.
 - ``seed``: SEED / DisCo-style similarity distillation (Fang et al. 2021): the student matches the teacher's
   softmax similarity distribution over the batch and a queue of past teacher features.
-Objectives with state (predictors, the queue) are checkpointed with the method.
+Objectives with state (predictors, the queue) are checkpointed with the method. The regression objectives
+(``per_location = True``) also take dense features: ``ProviderTerms`` hands them one row per location of the
+teacher's grid (``representation: spatial``), so their adaptor is a per-location MLP (a 1×1 convolution).
 """
 from __future__ import annotations
 
@@ -39,12 +43,19 @@ def build_objective(provider: str, name: str, student_dim: int, teacher_dim: int
         raise ConfigError(f"{where}: objective '{name}': {exc}") from None
 
 
-def predictor(in_dim: int, out_dim: int, hidden: int = 0) -> nn.Module:
-    """Linear, or Linear-BN-ReLU-Linear with ``hidden`` > 0: maps the student's space onto the teacher's."""
+ADAPTORS = ("bn", "radio")
+
+
+def predictor(in_dim: int, out_dim: int, hidden: int = 0, adaptor: str = "bn") -> nn.Module:
+    """Linear with ``hidden`` = 0; else Linear → BN → ReLU → Linear (``bn``, the SimSiam/BYOL predictor) or
+    Linear → LayerNorm → GELU → Linear (``radio``, AM-RADIO's per-teacher adaptor): maps the student's space onto the
+    teacher's."""
+    if adaptor not in ADAPTORS:
+        raise ValueError(f"adaptor must be one of {', '.join(ADAPTORS)}, got {adaptor!r}")
     if hidden <= 0:
         return nn.Linear(in_dim, out_dim)
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-                         nn.Linear(hidden, out_dim))
+    norm, act = (nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)) if adaptor == "bn" else (nn.LayerNorm(hidden), nn.GELU())
+    return nn.Sequential(nn.Linear(in_dim, hidden), norm, act, nn.Linear(hidden, out_dim))
 
 
 @objectives.register("dcor")
@@ -63,9 +74,11 @@ class DCorObjective(nn.Module):
 class CosineRegression(nn.Module):
     """1 − cos(predictor(s), t), averaged over the batch."""
 
-    def __init__(self, student_dim: int, teacher_dim: int, hidden: int = 2048) -> None:
+    per_location = True
+
+    def __init__(self, student_dim: int, teacher_dim: int, hidden: int = 2048, adaptor: str = "bn") -> None:
         super().__init__()
-        self.predictor = predictor(student_dim, teacher_dim, hidden)
+        self.predictor = predictor(student_dim, teacher_dim, hidden, adaptor)
 
     def forward(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return 1.0 - F.cosine_similarity(self.predictor(s).float(), t.float(), dim=1).mean()
@@ -75,12 +88,37 @@ class CosineRegression(nn.Module):
 class MSERegression(nn.Module):
     """Mean squared error between predictor(s) and t (FitNets' hint loss on pooled features)."""
 
-    def __init__(self, student_dim: int, teacher_dim: int, hidden: int = 2048) -> None:
+    per_location = True
+
+    def __init__(self, student_dim: int, teacher_dim: int, hidden: int = 2048, adaptor: str = "bn") -> None:
         super().__init__()
-        self.predictor = predictor(student_dim, teacher_dim, hidden)
+        self.predictor = predictor(student_dim, teacher_dim, hidden, adaptor)
 
     def forward(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(self.predictor(s).float(), t.float())
+
+
+@objectives.register("cos_smoothl1")
+class CosineSmoothL1(nn.Module):
+    """``cosine`` · (1 − cos(a(s), t)) + ``smooth_l1`` · SmoothL1_β(a(s), t), averaged over the batch (and the
+    teacher's dimensions for smooth-L1): AM-RADIO's summary/feature loss, its adaptor ``a`` Linear → LayerNorm →
+    GELU → Linear. The cosine aligns directions; smooth-L1 also matches the teacher's scale, robust to outliers."""
+
+    per_location = True
+
+    def __init__(self, student_dim: int, teacher_dim: int, hidden: int = 2048, adaptor: str = "radio",
+                 cosine: float = 1.0, smooth_l1: float = 1.0, beta: float = 1.0) -> None:
+        super().__init__()
+        if cosine < 0 or smooth_l1 < 0 or cosine + smooth_l1 == 0 or beta <= 0:
+            raise ValueError(f"cosine and smooth_l1 must be ≥ 0 and not both 0, beta > 0; got cosine={cosine}, "
+                             f"smooth_l1={smooth_l1}, beta={beta}")
+        self.predictor = predictor(student_dim, teacher_dim, hidden, adaptor)
+        self.cosine, self.smooth_l1, self.beta = cosine, smooth_l1, beta
+
+    def forward(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        p, t = self.predictor(s).float(), t.float()
+        loss = self.cosine * (1.0 - F.cosine_similarity(p, t, dim=1).mean())
+        return loss + self.smooth_l1 * F.smooth_l1_loss(p, t, beta=self.beta)
 
 
 def rkd_distance(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

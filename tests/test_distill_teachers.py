@@ -1,0 +1,241 @@
+"""Distillation beyond one summary vector: cosine + smooth-L1 through RADIO's adaptor, teacher standardisation,
+several teachers (one term each, `mvmr distill --teacher A --teacher B`), and dense (`representation: spatial`)
+terms, each against a hand-written reference or an invariant."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+from typer.testing import CliRunner
+
+import mvmr
+from mvmr.cli import app
+from mvmr.distill import with_teachers
+from mvmr.errors import ConfigError
+from mvmr.losses.distill import CosineSmoothL1, predictor
+from mvmr.models import Student
+from mvmr.provider_terms import ProviderTerms, Standardize, StudentRows
+from mvmr.providers import Provider
+
+
+class _Grid(Provider):
+    """Dense features on a 2×2 grid: the images average-pooled, RGB and their mean (4 channels)."""
+
+    def output_dim(self, height: int, width: int) -> int:
+        return 16
+
+    def extract(self, images: torch.Tensor) -> torch.Tensor:
+        return self.spatial(images).flatten(1)
+
+    def spatial(self, images: torch.Tensor) -> torch.Tensor:
+        x = F.adaptive_avg_pool2d(images.float(), 2)
+        return torch.cat([x, x.mean(1, keepdim=True)], 1)
+
+
+mvmr.register_extractor("test_grid", _Grid)
+
+
+def _pair(n=10, ds=6, dt=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, ds, generator=g), torch.randn(n, dt, generator=g)
+
+
+# the objective ------------------------------------------------------------------------------------------------
+def test_cos_smoothl1_matches_a_numpy_reference_and_uses_radios_adaptor():
+    s, t = _pair()
+    obj = CosineSmoothL1(6, 4, hidden=8, cosine=0.7, smooth_l1=2.0, beta=0.5)
+    kinds = [type(m) for m in obj.predictor]
+    assert kinds == [nn.Linear, nn.LayerNorm, nn.GELU, nn.Linear]
+    p = obj.predictor(s).detach().numpy().astype(np.float64)
+    T = t.numpy().astype(np.float64)
+    cos = (p * T).sum(1) / np.linalg.norm(p, axis=1) / np.linalg.norm(T, axis=1)
+    d = np.abs(p - T)
+    huber = np.where(d < 0.5, 0.5 * d ** 2 / 0.5, d - 0.25).mean()
+    assert abs(obj(s, t).item() - (0.7 * (1 - cos.mean()) + 2.0 * huber)) < 1e-5
+
+
+def test_cos_smoothl1_is_zero_at_a_perfect_adaptor_and_refuses_bad_weights():
+    s, _ = _pair(ds=5, dt=5)
+    obj = CosineSmoothL1(5, 5, hidden=0)
+    with torch.no_grad():
+        obj.predictor.weight.copy_(torch.eye(5)), obj.predictor.bias.zero_()
+    assert obj(s, s).item() < 1e-6
+    for bad in ({"cosine": 0.0, "smooth_l1": 0.0}, {"cosine": -1.0}, {"beta": 0.0}):
+        with pytest.raises(ValueError):
+            CosineSmoothL1(5, 5, **bad)
+    with pytest.raises(ValueError, match="adaptor must be one of bn, radio"):
+        predictor(5, 5, 8, "mlp")
+
+
+# standardisation ----------------------------------------------------------------------------------------------
+def test_layernorm_standardisation_is_a_per_row_z_score():
+    t = torch.randn(7, 9) * 5 + 3
+    out = Standardize("layernorm", 9)(t)
+    ref = (t - t.mean(1, keepdim=True)) / t.var(1, unbiased=False, keepdim=True).add(1e-6).sqrt()
+    assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_dimension_standardisation_is_the_running_z_score_of_all_rows_seen_and_is_checkpointed():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(6, 4, generator=g) * 3 + 1, torch.randn(5, 4, generator=g) * 3 + 1
+    std = Standardize("dimension", 4).train()
+    std(a)
+    out = std(b)
+    seen = torch.cat([a, b]).double()
+    ref = (b.double() - seen.mean(0)) / seen.var(0, unbiased=False).add(1e-6).sqrt()
+    assert torch.allclose(out.double(), ref, atol=1e-5)
+    restored = Standardize("dimension", 4)
+    restored.load_state_dict(std.state_dict())
+    restored.eval()
+    assert torch.allclose(restored(b), out) and restored.moments[0, 0] == 11  # eval: statistics stay as they are
+    first = Standardize("dimension", 4).train()(a)  # the first batch is standardised by its own statistics
+    assert torch.allclose(first.mean(0), torch.zeros(4), atol=1e-5)
+
+
+# several teachers ---------------------------------------------------------------------------------------------
+def test_with_teachers_one_term_each_with_the_template_and_per_teacher_weight_files(tmp_path):
+    providers = {"pixels": {"weight": 0.5},
+                 "clip-vit-b16": {"weight": 2.0, "objective": "cos_smoothl1", "standardize": "layernorm",
+                                  "view": "augmented", "params": {"pretrained": "none"}}}
+    out = with_teachers(providers, ["timm:resnet10t", "torchvision:resnet18", "torchvision:resnet18"],
+                        [tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "c.pt"])
+    assert list(out) == ["pixels", "timm:resnet10t", "torchvision:resnet18", "torchvision:resnet18#2"]
+    second = out["torchvision:resnet18#2"]
+    assert second["provider"] == "torchvision:resnet18" and second["params"]["weights"].endswith("c.pt")
+    assert all(out[k]["objective"] == "cos_smoothl1" and out[k]["standardize"] == "layernorm" for k in list(out)[1:])
+    assert with_teachers(providers) == providers  # None keeps the recipe's teachers
+    with pytest.raises(ConfigError, match="given 1 time"):
+        with_teachers(providers, ["timm:resnet10t", "clip-vit-b16"], [tmp_path / "a.pt"])
+
+
+def _args(tmp_path, *extra):
+    args = ["distill", *extra, "--out", str(tmp_path / "run")]
+    for o in ["data.name=digits", "data.limit=16", "data.image_size=32", "student.backbone=resnet18",
+              "student.projector=32", "optim.batch_size=8", "trainer.max_steps=2", "trainer.num_workers=0",
+              "trainer.progress=false", "trainer.precision=fp32", "eval.knn_every=0",
+              f"trainer.cache_dir={tmp_path / 'cache'}"]:
+        args += ["--set", o]
+    return args
+
+
+def test_distill_two_teachers_of_one_architecture_from_two_files(tmp_path):
+    """--teacher repeated: one term (own adaptor, standardisation) per teacher; the same architecture twice is
+    keyed NAME#2 and reads its own weight file (the two terms differ)."""
+    import torchvision
+
+    for i in range(2):
+        torch.manual_seed(i)
+        torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / f"t{i}.pt")
+    args = _args(tmp_path, "--teacher", "torchvision:resnet18", "--teacher-weights", str(tmp_path / "t0.pt"),
+                 "--teacher", "torchvision:resnet18", "--teacher-weights", str(tmp_path / "t1.pt"),
+                 "--objective", "cos_smoothl1", "cifar10_distill")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    last = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "loss" in r][-1]
+    a, b = last["cos_smoothl1/torchvision:resnet18"], last["cos_smoothl1/torchvision:resnet18#2"]
+    assert np.isfinite(a) and np.isfinite(b) and a != b
+    recipe = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())
+    assert recipe["providers"]["torchvision:resnet18#2"]["provider"] == "torchvision:resnet18"
+
+
+def test_distill_rejects_a_weight_file_count_that_does_not_match(tmp_path):
+    result = CliRunner().invoke(app, _args(tmp_path, "--teacher", "timm:resnet10t", "--teacher", "clip-vit-b16",
+                                           "--teacher-weights", str(tmp_path / "a.pt")))
+    assert result.exit_code != 0 and "one per teacher" in str(result.exception) + result.output
+    assert not (tmp_path / "run").exists()
+
+
+# dense features -----------------------------------------------------------------------------------------------
+def _spatial_terms(spec, size, student_dim=512):
+    return ProviderTerms({"t": {"objective": "cos_smoothl1", "representation": "spatial", "view": "augmented",
+                                "objective_params": {"hidden": 16}, **spec}},
+                         {"projector": 32, "backbone": student_dim, "spatial": student_dim}, size, seed=0)
+
+
+def test_spatial_shapes_for_a_cnn_and_a_vit_teacher():
+    cnn = _spatial_terms({"provider": "torchvision:resnet18",
+                          "params": {"pretrained": "none", "size": 64, "crop_pct": 1.0}}, 64)
+    x = torch.rand(2, 3, 64, 64)
+    assert tuple(cnn.features({"augmented": x})["provider/t"].shape) == (2, 512, 2, 2)  # layer4 of a 64-px ResNet
+    assert cnn.heads[0].predictor[0].in_features == 512 and cnn.heads[0].predictor[-1].out_features == 512
+    vit = _spatial_terms({"provider": "timm:vit_tiny_patch16_224", "params": {"pretrained": "none"}}, 64)
+    feats = vit.features({"augmented": x})["provider/t"]
+    assert tuple(feats.shape) == (2, 192, 14, 14)  # 196 patch tokens (class token dropped) at 224 px, on a grid
+    student = Student("resnet18", projector="32", zero_init_residual=False)
+    rows = StudentRows(student, {"augmented": x}).rows(vit.student_keys())
+    assert tuple(rows["augmented/spatial"].shape) == (2, 512, 2, 2)
+    assert torch.isfinite(vit({**rows, "provider/t": feats})["cos_smoothl1/t"])
+
+
+def test_spatial_tokens_reach_their_grid_in_order():
+    """Patch token k of a ViT lands at grid row k // side, column k % side."""
+    from mvmr.models import tokens_to_grid
+
+    tokens = torch.arange(2 * 9 * 3, dtype=torch.float32).view(2, 9, 3)
+    grid = tokens_to_grid(tokens)
+    assert grid.shape == (2, 3, 3, 3) and torch.equal(grid[1, :, 2, 0], tokens[1, 6])
+
+
+def test_spatial_loss_against_a_hand_written_per_location_reference():
+    """Equal grids: the term is the objective's formula averaged over every (image, location), with the adaptor
+    applied to each location's vector on its own; a 1×1 student map on a 2×2 teacher grid is broadcast."""
+    terms = ProviderTerms({"t": {"provider": "test_grid", "objective": "cos_smoothl1", "representation": "spatial",
+                                 "view": "augmented", "objective_params": {"hidden": 8}}}, {"spatial": 6}, 8, seed=0)
+    assert terms.heads[0].predictor[-1].out_features == 4  # the provider's channels, from its map at 8 px
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(3, 6, 2, 2, generator=g), torch.randn(3, 4, 2, 2, generator=g)
+    got = terms({"augmented/spatial": s, "provider/t": t})["cos_smoothl1/t"]
+    head = terms.heads[0]
+    cos, huber = [], []
+    for b in range(3):
+        for i in range(2):
+            for j in range(2):
+                p = head.predictor(s[b, :, i, j].unsqueeze(0))[0]
+                cos.append(F.cosine_similarity(p, t[b, :, i, j], dim=0))
+                d = (p - t[b, :, i, j]).abs()
+                huber.append(torch.where(d < 1, 0.5 * d ** 2, d - 0.5).mean())
+    ref = (1 - torch.stack(cos).mean()) + torch.stack(huber).mean()
+    assert torch.allclose(got, ref, atol=1e-5)
+    one = s[:, :, :1, :1]
+    broadcast = terms({"augmented/spatial": one, "provider/t": t})["cos_smoothl1/t"]
+    assert torch.allclose(broadcast, terms({"augmented/spatial": one.expand(-1, -1, 2, 2), "provider/t": t})[
+        "cos_smoothl1/t"], atol=1e-6)
+
+
+def test_spatial_refuses_a_batch_objective_and_a_provider_without_a_map():
+    with pytest.raises(ConfigError, match="representation: spatial .* objective 'dcor'.*cos_smoothl1"):
+        ProviderTerms({"t": {"provider": "torchvision:resnet18", "representation": "spatial",
+                             "params": {"pretrained": "none", "size": 64}}}, {"spatial": 512}, 64, seed=0)
+    with pytest.raises(ConfigError, match="provider 'pixels' has no spatial features"):
+        _spatial_terms({"provider": "pixels"}, 32)
+
+
+def test_backbone_rows_pooled_from_the_map_equal_the_student_embedding():
+    """A term on the map and one on the pooled features share one forward; the pooled row is the ResNet's own."""
+    student = Student("resnet18", projector="32", zero_init_residual=False).eval()
+    x = torch.rand(2, 3, 64, 64)
+    rows = StudentRows(student, {"augmented": x}).rows({"augmented/spatial", "augmented/backbone"})
+    assert torch.allclose(rows["augmented/backbone"], student.embed(x), atol=1e-5)
+
+
+def test_the_multi_teacher_recipe_keeps_its_teachers_and_takes_one_weight_file_each(tmp_path):
+    """`mvmr distill cifar10_distill_multi --teacher-weights a --teacher-weights b`: no --teacher keeps the recipe's
+    two teacher entries (own adaptor and standardisation each), the files in the recipe's order."""
+    import torchvision
+
+    for i in range(2):
+        torch.manual_seed(i)
+        torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / f"t{i}.pt")
+    result = CliRunner().invoke(app, _args(tmp_path, "cifar10_distill_multi", "--teacher-weights",
+                                           str(tmp_path / "t0.pt"), "--teacher-weights", str(tmp_path / "t1.pt")))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    saved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["providers"]
+    assert [p["params"]["weights"][-5:] for p in saved.values()] == ["t0.pt", "t1.pt"]
+    assert all(p["standardize"] == "layernorm" and p["objective"] == "cos_smoothl1" for p in saved.values())
+    last = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "loss" in r][-1]
+    assert {"cos_smoothl1/torchvision:resnet18", "cos_smoothl1/torchvision:resnet18#2"} <= set(last)
