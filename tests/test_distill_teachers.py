@@ -166,6 +166,8 @@ def test_spatial_shapes_for_a_cnn_and_a_vit_teacher():
     vit = _spatial_terms({"provider": "timm:vit_tiny_patch16_224", "params": {"pretrained": "none"}}, 64)
     feats = vit.features({"augmented": x})["provider/t"]
     assert tuple(feats.shape) == (2, 192, 14, 14)  # 196 patch tokens (class token dropped) at 224 px, on a grid
+    clip = _spatial_terms({"provider": "clip-vit-b16", "params": {"pretrained": "none"}}, 64)
+    assert tuple(clip.features({"augmented": x})["provider/t"].shape) == (2, 768, 14, 14)  # open_clip's patch tokens
     student = Student("resnet18", projector="32", zero_init_residual=False)
     rows = StudentRows(student, {"augmented": x}).rows(vit.student_keys())
     assert tuple(rows["augmented/spatial"].shape) == (2, 512, 2, 2)
