@@ -123,10 +123,37 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path, with_providers: bool = True):
-    """(recipe, method) of a checkpoint written by mvmr; ``with_providers=False`` skips building the providers.
-    Non-finite weights are refused."""
-    from .config import Recipe, build_recipe
+    """(recipe, method) of a checkpoint written by mvmr; ``with_providers=False`` skips building the providers
+    (and the learned heads of their terms, which nothing reads without them). Non-finite weights are refused."""
     from .methods import build_method
+
+    recipe, weights = _recipe_and_weights(path)
+    if not with_providers:
+        recipe = recipe.model_copy(update={"providers": {}})
+        weights = {k: v for k, v in weights.items() if not k.startswith("provider_terms.")}
+    method = build_method(recipe)
+    method.load_trainable_state(weights)
+    method.eval()
+    return recipe, method
+
+
+def load_student(path: str | Path):
+    """(recipe, student) of a checkpoint: the student alone (no method, no providers, no objective), what
+    ``eval``, ``export`` and an ``mvmr:<ckpt>`` teacher read; a distillation run whose only terms are its
+    teachers' loads like any other."""
+    from .models import Student
+
+    recipe, weights = _recipe_and_weights(path)
+    student = Student.from_config(recipe.student)
+    own = {k[len("student."):]: v for k, v in weights.items() if k.startswith("student.")}
+    check_state_fits(student.state_dict(), own)
+    student.load_state_dict(own)
+    return recipe, student.eval()
+
+
+def _recipe_and_weights(path: str | Path):
+    """The validated recipe and the finite method weights of a checkpoint."""
+    from .config import Recipe, build_recipe
 
     path = Path(path).expanduser()
     state = read_checkpoint(path)
@@ -140,9 +167,20 @@ def load_checkpoint(path: str | Path, with_providers: bool = True):
     if bad is not None:
         raise NonFiniteError(f"checkpoint '{path}': weight '{bad}' holds NaN or Inf; use an earlier checkpoint "
                              f"or train again with a lower optim.lr")
-    if not with_providers:
-        recipe = recipe.model_copy(update={"providers": {}})
-    method = build_method(recipe)
-    method.load_trainable_state(state["method"])
-    method.eval()
-    return recipe, method
+    return recipe, state["method"]
+
+
+def check_state_fits(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse, in one line, weights whose names or shapes differ from the model's (``own``: its state_dict)."""
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if getattr(state[k], "shape", None) != own[k].shape)
+
+    def show(keys):
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+    problems = ([f"missing {show(missing)}"] if missing else []) + \
+               ([f"unexpected {show(unexpected)}"] if unexpected else []) + \
+               ([f"shape differs for {show(wrong)} ({tuple(state[wrong[0]].shape)} vs "
+                 f"{tuple(own[wrong[0]].shape)})"] if wrong else [])
+    if problems:
+        raise CheckpointError(f"the checkpoint's weights do not fit the model of its recipe ({'; '.join(problems)}); "
+                              f"it was written by other code or edited: use the run's own checkpoint")

@@ -74,14 +74,13 @@ def torchvision_teacher(spec: str, pretrained: str = "DEFAULT", weights: Optiona
 @mvmr.register_teacher("mvmr", family=True)
 def mvmr_teacher(spec: str, half: bool = False) -> FrozenEncoder:
     """mvmr:<checkpoint>: the backbone of a student trained by mvmr, at its training image size."""
-    from mvmr.checkpoint import load_checkpoint
+    from mvmr.checkpoint import load_student
 
     path = Path(spec).expanduser()
     if not path.is_file():
         raise WeightsError(f"teacher 'mvmr:{spec}': checkpoint '{path}' "
                            + ("is a folder; name the file, e.g. RUN/checkpoints/last.pt" if path.is_dir() else "does not exist"))
-    recipe, method = load_checkpoint(path, with_providers=False)
-    student = method.student
+    recipe, student = load_student(path)
     # The student normalises inside embed(); the encoder only resizes.
     return FrozenEncoder(student, student.feature_dim, recipe.data.image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0),
                          "bilinear", 1.0, half, encode=student.embed, weights_id="file:" + file_digest(path),

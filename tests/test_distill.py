@@ -68,6 +68,15 @@ def test_student_checkpoint_as_teacher_and_cache_build(tmp_path):
     assert _distill(tmp_path, "timm:resnet10t", "--set", "providers.timm:resnet10t.params.pretrained=none",
                     out="first").exit_code == 0
     ckpt = tmp_path / "first" / "checkpoints" / "last.pt"
+    # A run whose only term is its teacher's (an adaptor head, no view terms) loads for export, eval and as a teacher.
+    exported = CliRunner().invoke(app, ["export", str(ckpt), str(tmp_path / "backbone.pt")])
+    assert exported.exit_code == 0, exported.output + repr(exported.exception)
+    from mvmr.checkpoint import load_student
+
+    _, student = load_student(ckpt)
+    assert set(torch.load(tmp_path / "backbone.pt")) == set(student.backbone.state_dict())
+    evaluated = CliRunner().invoke(app, ["eval", "knn", str(ckpt), "--limit", "16", "--data", "limit=16"])
+    assert evaluated.exit_code == 0 and "top1" in evaluated.output, evaluated.output + repr(evaluated.exception)
     result = _distill(tmp_path, f"mvmr:{ckpt}", out="second")
     assert result.exit_code == 0, result.output + repr(result.exception)
     built = CliRunner().invoke(app, ["cache", "build", str(RECIPES / "quickstart.yaml"), "--set", "data.limit=16",

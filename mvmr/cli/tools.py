@@ -10,25 +10,34 @@ from ..errors import MVMRError
 from . import app
 
 
-def _load_checkpoint(path: Path):
-    from ..checkpoint import load_checkpoint
+def _with_data(recipe, data: list[str]):
+    """The checkpoint's recipe with ``--data`` overrides, and the device its trainer section names."""
+    from ..config import build_recipe
+    from ..engine import resolve_device
 
-    return load_checkpoint(path, with_providers=False)
+    recipe = build_recipe(recipe.to_dict(), [f"data.{d}" for d in data], source="--data")
+    return recipe, resolve_device(recipe.trainer.device)
 
 
 def _eval_features(protocol: str):
-    def run(method, recipe, limit, k, t, device):
+    def run(checkpoint, data, limit, k, t):
+        from ..checkpoint import load_student
         from ..eval import evaluate
 
-        return evaluate(method.student.to(device), recipe.data, protocol, k, t, limit, str(device))
+        recipe, student = load_student(checkpoint)
+        recipe, device = _with_data(recipe, data)
+        return evaluate(student.to(device), recipe.data, protocol, k, t, limit, str(device))
     return run
 
 
-def _eval_clusters(method, recipe, limit, k, t, device):
+def _eval_clusters(checkpoint, data, limit, k, t):
     import torch
 
+    from ..checkpoint import load_checkpoint
     from ..eval import cluster_metrics, labelled_splits
 
+    recipe, method = load_checkpoint(checkpoint, with_providers=False)  # the clustering head, not just the student
+    recipe, device = _with_data(recipe, data)
     _, test = labelled_splits(recipe.data, limit)
     method.to(device).eval()
     preds, labels = [], []
@@ -52,15 +61,9 @@ def eval_(protocol: str = typer.Argument(..., help="knn | linear | clusters"),
     prototype assignments of a MIRA head against the labels (NMI, AMI, ARI, Hungarian accuracy)."""
     import json
 
-    from ..config import build_recipe
-    from ..engine import resolve_device
-
     if protocol not in EVALUATORS:
         raise MVMRError(f"unknown protocol '{protocol}'; use one of {', '.join(EVALUATORS)}")
-    recipe, method = _load_checkpoint(checkpoint)
-    recipe = build_recipe(recipe.to_dict(), [f"data.{d}" for d in data], source="--data")
-    device = resolve_device(recipe.trainer.device)
-    result = EVALUATORS[protocol](method, recipe, limit, k, t, device)
+    result = EVALUATORS[protocol](checkpoint, data, limit, k, t)
     typer.echo(json.dumps({"protocol": protocol, **result}))
 
 
@@ -86,12 +89,12 @@ def _check_output_file(out: Path, source: Path) -> None:
 def export(checkpoint: Path = typer.Argument(..., help="A checkpoint written by mvmr."),
            out: Path = typer.Argument(..., help="Where to write the backbone state_dict (.pt).")) -> None:
     """Write the student's backbone as a plain state_dict for the torchvision/timm constructor of the same name."""
-    from ..checkpoint import atomic_save
+    from ..checkpoint import atomic_save, load_student
 
     _check_output_file(out, checkpoint)
-    recipe, method = _load_checkpoint(checkpoint)
+    recipe, student = load_student(checkpoint)
     try:
-        atomic_save(method.student.backbone.state_dict(), out.expanduser())
+        atomic_save(student.backbone.state_dict(), out.expanduser())
     except OSError as exc:
         raise MVMRError(f"export: cannot write '{out}' ({exc.strerror or exc}); choose a writable path") from None
     typer.echo(f"wrote {out} ({recipe.student.backbone}, {recipe.student.stem} stem)")

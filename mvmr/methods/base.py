@@ -15,9 +15,10 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from ..checkpoint import check_state_fits
 from ..config import Recipe, Section
 from ..data import AugmentSpec, Batch, augment_spec
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from .. import profile
 from ..guards import FiniteMonitor
 from ..provider_terms import ProviderTerms
@@ -126,17 +127,5 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         return self.state_dict()
 
     def load_trainable_state(self, state: Mapping[str, torch.Tensor]) -> None:
-        own = self.state_dict()
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        wrong = sorted(k for k in set(own) & set(state) if getattr(state[k], "shape", None) != own[k].shape)
-
-        def show(keys):
-            return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-        problems = ([f"missing {show(missing)}"] if missing else []) + \
-                   ([f"unexpected {show(unexpected)}"] if unexpected else []) + \
-                   ([f"shape differs for {show(wrong)} ({tuple(state[wrong[0]].shape)} vs "
-                     f"{tuple(own[wrong[0]].shape)})"] if wrong else [])
-        if problems:
-            raise CheckpointError(f"the checkpoint's weights do not fit the model of its recipe ({'; '.join(problems)}); "
-                                  f"it was written by other code or edited: use the run's own checkpoint")
+        check_state_fits(self.state_dict(), state)
         self.load_state_dict(state, strict=True)
