@@ -10,7 +10,9 @@
    regression of the student's features onto the teacher's through a 2-layer predictor, both on one pad-crop-flip
    view).
 Variants ending in ``_b`` distil teacher B, ``multi_*`` both teachers (one term each, own adaptor and
-standardisation). Usage: python bench_distill_transfer.py [variant ...] [--seed=N]
+standardisation). Variants ending in ``_mix`` add mixup (function matching: the teacher sees the
+student's mixed image, Beyer et al. 2022). Usage: python bench_distill_transfer.py [variant ...] [--seed=N]
+[--epochs=N] (every run of one call, the plain loop too, at the same budget; default 6)
 """
 import sys
 import tempfile
@@ -30,9 +32,15 @@ from mvmr.eval import knn_classify
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
-EPOCHS, BATCH = 6, 128
-args = [a for a in sys.argv[1:] if not a.startswith("--seed")]
-SEED = int(next((a.split("=")[1] for a in sys.argv[1:] if a.startswith("--seed=")), 0))
+BATCH = 128
+
+
+def _option(name: str, default: int) -> int:
+    return int(next((a.split("=")[1] for a in sys.argv[1:] if a.startswith(f"--{name}=")), default))
+
+
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+SEED, EPOCHS = _option("seed", 0), _option("epochs", 6)
 
 
 def arrays():
@@ -152,14 +160,14 @@ def variants(path: Path, path_b: Path) -> dict[str, dict]:
         return {"providers": teacher_term(path, objective=objective, view=view, representation="backbone", **kw),
                 "loss": NO_VIEW_TERMS, "augment": augment, "student": student or {}}
 
-    def radio(standardize="layernorm", teachers=("a",), extra=None, loss=NO_VIEW_TERMS, **kw):
+    def radio(standardize="layernorm", teachers=("a",), extra=None, loss=NO_VIEW_TERMS, mixup=0.0, **kw):
         """cos + smooth-L1 through RADIO's adaptor, PAD views, no zero-init, lr 2e-3 (the shipped setting)."""
         how = dict(objective="cos_smoothl1", view="augmented", representation="backbone", standardize=standardize, **kw)
         terms = {}
         for t in teachers:
             terms.update(teacher_term({"a": path, "b": path_b}[t], "torchvision:resnet18" if t == "a" else "teacher_b", **how))
         return {"providers": {**terms, **(extra or {})}, "loss": loss, "augment": PAD, "student": NO_ZERO_INIT,
-                "optim": {"lr": 2e-3}}
+                "optim": {"lr": 2e-3}, "data": {"mixup": mixup}}
 
     return {
         "no_teacher": {"providers": HAND, "loss": {}, "augment": None},
@@ -190,6 +198,9 @@ def variants(path: Path, path_b: Path) -> dict[str, dict]:
         "radio_ln_views": radio(loss={"mse": 0.0, "variance": 0.0, "dcor_views": 0.1}),
         "radio_ln_b": radio(teachers=("b",)),
         "multi_radio_ln": radio(teachers=("a", "b")),
+        "radio_ln_mix": radio(mixup=1.0),
+        "radio_ln_views_mix": radio(loss={"mse": 0.0, "variance": 0.0, "dcor_views": 0.1}, mixup=1.0),
+        "multi_radio_ln_mix": radio(teachers=("a", "b"), mixup=1.0),
     }
 
 
@@ -204,6 +215,7 @@ def run_mvmr(name: str, change: dict, seed: int) -> dict:
             "eval": {"knn_every": EPOCHS}}
     if change["augment"]:
         tree["data"]["augment"] = change["augment"]
+    tree["data"].update(change.get("data", {}))
     with tempfile.TemporaryDirectory() as tmp:
         tree["trainer"]["cache_dir"] = str(Path(tmp) / "cache")
         return pretrain(build_recipe(tree), Path(tmp) / "run")
@@ -231,7 +243,7 @@ if __name__ == "__main__":
             summary = run_mvmr(name, table[name], SEED)
             knn, init = summary["knn_top1"], summary.get("knn_top1_at_init")
         best = max(teacher_knn, knn_b) if name.startswith("multi") else knn_b if name.endswith("_b") else teacher_knn
-        emit(bench="distill_transfer", variant=name, seed=SEED, student_knn=round(knn, 2),
+        emit(bench="distill_transfer", variant=name, seed=SEED, epochs=EPOCHS, student_knn=round(knn, 2),
              teacher_knn=round(best, 2), ratio=round(knn / best, 3),
              student_knn_at_init=None if init is None else round(init, 2),
              minutes=round((time.perf_counter() - started) / 60, 1))

@@ -89,6 +89,9 @@ class DataConfig(Section):
         "auto", description="where the augmented views' photometric ops run: device (batched, after the copy; the "
                             "workers only crop, in uint8), workers (whole views in the data workers); auto: device "
                             "on CUDA, workers on a CPU")
+    mixup: float = Field(0.0, ge=0, description="mixup across each batch, λ ~ Beta(mixup, mixup), the same mix for "
+                         "every view of an image (function-matching distillation: the teacher sees the student's "
+                         "mixed image); 0: off. Mixed images read no feature cache")
     params: dict[str, Any] = Field({}, description="extra settings for a plug-in dataset's builder")
 
     @model_validator(mode="after")

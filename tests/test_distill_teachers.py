@@ -241,3 +241,60 @@ def test_the_multi_teacher_recipe_keeps_its_teachers_and_takes_one_weight_file_e
     assert all(p["standardize"] == "layernorm" and p["objective"] == "cos_smoothl1" for p in saved.values())
     last = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "loss" in r][-1]
     assert {"cos_smoothl1/torchvision:resnet18", "cos_smoothl1/torchvision:resnet18#2"} <= set(last)
+
+
+# function matching: mixup, the teacher on the student's mixed image -----------------------------------------------
+def test_mix_batch_is_one_permutation_and_lambda_for_every_view():
+    from mvmr.data import Batch, mix_batch
+
+    g = torch.Generator().manual_seed(0)
+    original, view = torch.rand(6, 3, 4, 4, generator=g), torch.rand(6, 3, 4, 4, generator=g)
+    batch = Batch(original, [view, original.clone()], torch.arange(6), torch.arange(6))
+    mixed = mix_batch(batch, 0.4, seed=(3, 7, 0))
+    rng = np.random.default_rng((3, 7, 0))  # the documented draw: a permutation, then λ_i ~ Beta(α, α)
+    perm, lam = rng.permutation(6), rng.beta(0.4, 0.4, 6)
+    for x, out in [(original, mixed.original), (view, mixed.views[0])]:
+        ref = lam[:, None, None, None] * x.double().numpy() + (1 - lam[:, None, None, None]) * x.double().numpy()[perm]
+        assert np.allclose(out.numpy(), ref, atol=1e-6)
+    assert torch.equal(mixed.views[1], mixed.original)  # the same mix for every view of an image
+    assert mixed.index is None and torch.equal(mixed.label, batch.label)  # no cached feature for a mixed image
+    assert torch.equal(mix_batch(batch, 0.4, seed=(3, 7, 0)).original, mixed.original)  # resume draws the same
+    assert not torch.equal(mix_batch(batch, 0.4, seed=(3, 8, 0)).original, mixed.original)
+
+
+class _Seen(Provider):
+    """Records the images it is given (the teacher's input)."""
+    seen: list = []
+
+    def output_dim(self, height: int, width: int) -> int:
+        return 3
+
+    def extract(self, images: torch.Tensor) -> torch.Tensor:
+        _Seen.seen.append(images.detach().clone())
+        return images.float().mean((2, 3))
+
+
+mvmr.register_extractor("test_seen", _Seen)
+
+
+def test_mixup_feeds_the_teacher_the_students_mixed_image_and_reads_no_cache(tmp_path, monkeypatch):
+    """data.mixup > 0: the provider on the augmented view gets exactly the images the student embeds (mixed:
+    none is a dataset view), and no feature cache is opened."""
+    from mvmr.models import Student as S
+
+    embedded = []
+    real = S.embed
+    monkeypatch.setattr(S, "embed", lambda self, x: (embedded.append(x.detach().clone()), real(self, x))[1])
+    seen = {}
+    for mixup in (0.0, 1.0):
+        _Seen.seen.clear(), embedded.clear()
+        args = _args(tmp_path / str(mixup), "--teacher", "timm:resnet10t", "--set", "providers.timm:resnet10t.weight=0",
+                     "--set", "providers.test_seen.weight=1", "--set", "providers.test_seen.view=augmented",
+                     "--set", "providers.test_seen.objective=cosine", "--set", f"data.mixup={mixup}",
+                     "--set", "providers.timm:resnet10t.params.pretrained=none", "cifar10_distill")
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        assert len(_Seen.seen) == 2 and all(any(torch.equal(s, e) for e in embedded) for s in _Seen.seen)
+        seen[mixup] = _Seen.seen[0]
+    assert not torch.allclose(seen[0.0], seen[1.0])  # the same augmented batch, mixed
+    assert not (tmp_path / "1.0" / "cache").exists() or not any((tmp_path / "1.0" / "cache").iterdir())

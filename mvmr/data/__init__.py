@@ -13,7 +13,7 @@ from ..errors import DataError, MissingDataError, RegistryError
 from .. import registry  # registry.datasets: not imported by name, the submodule datasets.py would shadow it
 from .augment import AugmentSpec, PaperAugment
 from .photometric import Photometric, photometric_batch
-from .views import Batch, OneView, Views, collate, original_view, to_float_image
+from .views import Batch, OneView, Views, collate, mix_batch, original_view, to_float_image
 
 SPLITS = ("ssl", "train", "test")
 
@@ -108,5 +108,5 @@ def portable_identity(identity: dict) -> dict:
 
 
 __all__ = ["AugmentSpec", "PaperAugment", "Photometric", "photometric_batch", "augment_on", "Batch", "OneView", "Views", "collate", "original_view", "to_float_image",
-           "build_dataset", "augment_spec", "has_labels", "dataset_identity", "dataset_files",
+           "build_dataset", "augment_spec", "mix_batch", "has_labels", "dataset_identity", "dataset_files",
            "files_fingerprint", "portable_identity", "SPLITS"]

@@ -65,6 +65,22 @@ class Batch:
         return Batch(cut(self.original), [v[start:stop] for v in self.views], cut(self.label), cut(self.index), params)
 
 
+def mix_batch(batch: Batch, alpha: float, seed: int, channels_last: bool = False) -> Batch:
+    """Mixup across the batch (Zhang et al., 2018) as function-matching distillation uses it (Beyer et al., 2022,
+    "a good teacher is patient and consistent"): every view of image i becomes λ_i·x_i + (1 − λ_i)·x_π(i), with one
+    permutation π and one λ_i ~ Beta(α, α) per image for all its views, so a teacher and the student still see the
+    same image. A mixed image is in no dataset: the index is dropped, and no cached feature is read for it."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    rng = np.random.default_rng(seed)
+    n = len(batch)
+    perm = torch.from_numpy(rng.permutation(n)).to(batch.original.device)
+    lam = torch.from_numpy(rng.beta(alpha, alpha, n)).float().to(batch.original.device).view(n, 1, 1, 1)
+
+    def mix(x: torch.Tensor) -> torch.Tensor:
+        return torch.lerp(x[perm], x, lam.to(x.dtype)).contiguous(memory_format=fmt)
+    return Batch(mix(batch.original), [mix(v) for v in batch.views], batch.label, None)
+
+
 def collate(items: list[tuple]) -> Batch:
     """DataLoader ``collate_fn`` for :class:`Views` items: (original, views, label, index), or (original, crops,
     params, label, index) when the device augments."""

@@ -11,6 +11,7 @@ from contextlib import nullcontext
 
 from ..errors import Interrupted, MVMRError, NonFiniteError
 from .. import profile
+from ..data import mix_batch
 from ..guards import StopSignals
 from . import optim
 from .accumulate import average_gradients, cached_step
@@ -113,6 +114,9 @@ def _loop(run: Run, callbacks: Sequence[Callback], stop: StopSignals, loss_messa
                 break
             with profile.section("augment"):  # the copy to the device, and the augmentation on it (augment_on)
                 batch = batch.to(run.device, channels_last=run.channels_last)
+                if run.recipe.data.mixup:  # one draw per (seed, step, process): a resumed run mixes the same
+                    seed = (run.recipe.trainer.seed, run.step, run.rank)
+                    batch = mix_batch(batch, run.recipe.data.mixup, seed, run.channels_last)
             run.monitor.step = run.step + 1
             loss, terms = _forward_backward(run, batch)
             run.monitor.watch(loss_message, loss, terms)  # before the update: a NaN never reaches the weights

@@ -173,7 +173,7 @@ class Run:
             if not self.resumed and self.ckpt_path.is_file():  # a run finished there since the first check
                 self.lock.release()
                 raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
-        if self.recipe.trainer.use_cache:
+        if self.recipe.trainer.use_cache and not self.recipe.data.mixup:  # mixed images have no cached features
             try:
                 self.method.feature_source = feature_cache(self.method, self.recipe, self.base, self.data_identity)
             except OSError as exc:
