@@ -10,7 +10,8 @@
    regression of the student's features onto the teacher's through a 2-layer predictor, both on one pad-crop-flip
    view).
 Variants ending in ``_b`` distil teacher B, ``multi_*`` both teachers (one term each, own adaptor and
-standardisation). Variants ending in ``_mix`` add mixup (function matching: the teacher sees the
+standardisation). ``*_local2`` add two 18-px student crops against the same
+teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
 student's mixed image, Beyer et al. 2022). Usage: python bench_distill_transfer.py [variant ...] [--seed=N]
 [--epochs=N] (every run of one call, the plain loop too, at the same budget; default 6)
 """
@@ -146,6 +147,7 @@ LIGHT = {"crop_scale": [0.6, 1.0], "jitter_p": 0.0, "gray_p": 0.0, "blur_p": 0.0
 PAD = {"crop": "pad", "pad": 4, "jitter_p": 0.0, "gray_p": 0.0, "blur_p": 0.0}  # the baseline's pad-4 crop + flip
 NO_ZERO_INIT = {"zero_init_residual": False}
 NO_VIEW_TERMS = {"mse": 0.0, "variance": 0.0, "dcor_views": 0.0}
+LOCAL2 = {"local_crops": 2, "local_size": 18, "local_scale": [0.14, 0.6]}  # multi-crop: two small student crops
 
 
 def teacher_term(path: Path, name: str = "torchvision:resnet18", **how) -> dict:
@@ -201,6 +203,8 @@ def variants(path: Path, path_b: Path) -> dict[str, dict]:
         "radio_ln_mix": radio(mixup=1.0),
         "radio_ln_views_mix": radio(loss={"mse": 0.0, "variance": 0.0, "dcor_views": 0.1}, mixup=1.0),
         "multi_radio_ln_mix": radio(teachers=("a", "b"), mixup=1.0),
+        "radio_ln_local2": radio(loss={**NO_VIEW_TERMS, **LOCAL2}),
+        "radio_ln_local2_mix": radio(loss={**NO_VIEW_TERMS, **LOCAL2}, mixup=1.0),
     }
 
 
@@ -234,7 +238,7 @@ if __name__ == "__main__":
              knn_concatenated=round(knn_of(lambda b: torch.cat([F.normalize(encode_a(b), dim=1),
                                                                F.normalize(encode_b(b), dim=1)], 1), data), 2))
     table = variants(path, path_b)
-    for name in [a for a in args if a != "teachers"] or ["plain_baseline", *table]:
+    for name in [a for a in args if a != "teachers"] or ([] if args else ["plain_baseline", *table]):
         started = time.perf_counter()
         if name.startswith("plain_baseline"):
             lr = float(name.split("_lr")[1]) if "_lr" in name else 1e-3

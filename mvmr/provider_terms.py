@@ -159,9 +159,11 @@ class ProviderTerms(nn.Module):
 
     def __init__(self, specs: Mapping[str, ProviderSpec], student_dims: Optional[Mapping[str, int]] = None,
                  image_size: Optional[int] = None, views: Iterable[str] = VIEWS, estimator: str = "biased",
-                 default_view: Optional[str] = None, seed: Optional[int] = None, owner: str = "this method") -> None:
+                 default_view: Optional[str] = None, seed: Optional[int] = None, owner: str = "this method",
+                 local_views: Iterable[str] = ()) -> None:
         super().__init__()
         self.configs = {name: _config(spec, default_view) for name, spec in specs.items()}
+        self.local_views = tuple(local_views)  # multi-crop: more student views of each summary term, see forward
         # A plain dict, not a ModuleDict: names may hold '.' and ':' (timm:vit_small.augreg, mvmr:PATH), and frozen
         # providers are rebuilt from the spec, never checkpointed. _apply moves them with the module.
         built = build_providers({n: c.params for n, c in self.configs.items() if not isinstance(specs[n], Provider)},
@@ -202,6 +204,10 @@ class ProviderTerms(nn.Module):
             if cfg.standardize == "dimension" and not teacher_dim:
                 raise ConfigError(f"providers.{name}: standardize: dimension keeps statistics of each of the "
                                   f"provider's dimensions, so it needs their number: pass image_size=")
+            if len(self.student_views(cfg)) > 1 and any(True for _ in head.buffers()):
+                raise ConfigError(f"providers.{name}: objective '{cfg.objective}' keeps a queue of past features, "
+                                  f"which the local crops would fill once per crop; use loss.local_crops: 0 or "
+                                  f"another objective")
             heads.append(head)
             standardizers.append(Standardize(cfg.standardize, teacher_dim))
         self.heads = nn.ModuleList(heads)  # in spec order; learned parts (predictors, queues) are checkpointed
@@ -213,19 +219,26 @@ class ProviderTerms(nn.Module):
 
     @classmethod
     def from_recipe(cls, recipe, student: nn.Module, views: Iterable[str] = VIEWS,
-                    estimator: str = "biased") -> "ProviderTerms":
+                    estimator: str = "biased", local_views: Iterable[str] = ()) -> "ProviderTerms":
         """The terms of a recipe's ``providers`` section for ``student`` (a ``Student``)."""
         dims = {"projector": student.out_dim, "backbone": student.feature_dim, "spatial": student.feature_dim}
-        return cls(recipe.providers, dims, recipe.data.image_size, views, estimator, seed=recipe.trainer.seed)
+        return cls(recipe.providers, dims, recipe.data.image_size, views, estimator, seed=recipe.trainer.seed,
+                   local_views=local_views)
 
     # what a step needs ---------------------------------------------------------------------------------------------
     def active(self) -> dict[str, ProviderConfig]:
         """The terms with a non-zero weight (the others are not computed at all)."""
         return {n: c for n, c in self.configs.items() if c.weight != 0}
 
+    def student_views(self, cfg: ProviderConfig) -> list[str]:
+        """The student views a term compares with its provider's features: its own, and with ``local_views``
+        (multi-crop) those too for a summary term on the augmented view."""
+        own = student_view(cfg)
+        return [own, *(self.local_views if own == "augmented" and cfg.representation != "spatial" else ())]
+
     def student_keys(self) -> set[str]:
         """The student rows (``"<view>/<representation>"``) the active terms read."""
-        return {f"{student_view(c)}/{c.representation}" for c in self.active().values()}
+        return {f"{v}/{c.representation}" for c in self.active().values() for v in self.student_views(c)}
 
     def row_keys(self) -> set[str]:
         """Every row the active terms read: student rows and ``provider/<name>`` features."""
@@ -264,7 +277,9 @@ class ProviderTerms(nn.Module):
     # stage 2: batch statistics ------------------------------------------------------------------------------------
     def forward(self, rows: Mapping[str, torch.Tensor], gather: bool = False) -> dict[str, torch.Tensor]:
         """The unweighted terms (``<objective>/<name>``) from the rows of stage 1 and the student's; with
-        ``gather`` the rows are first concatenated over processes (with gradient): the terms of the global batch."""
+        ``gather`` the rows are first concatenated over processes (with gradient): the terms of the global batch.
+        With ``local_views`` a summary term on the augmented view is the mean of its objective over that view and
+        each local crop, all against the same provider features (DINO's multi-crop, one teacher view)."""
         def take(key: str) -> torch.Tensor:
             if key not in rows:
                 raise ValueError(f"the provider terms read the row '{key}', which was not given; rows: "
@@ -279,7 +294,9 @@ class ProviderTerms(nn.Module):
                     if student.shape[-2:] != size:
                         student = F.interpolate(student, size=size, mode="bilinear", align_corners=False)
                     student, feats = as_locations(student), as_locations(feats)
-                terms[self.names[name]] = head(student, standardize(feats))
+                feats = standardize(feats)
+                views = [student] + [take(f"{v}/{cfg.representation}") for v in self.student_views(cfg)[1:]]
+                terms[self.names[name]] = sum(head(s, feats) for s in views) / len(views)
         return terms
 
     def _apply(self, fn, *args, **kwargs):

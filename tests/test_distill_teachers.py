@@ -298,3 +298,38 @@ def test_mixup_feeds_the_teacher_the_students_mixed_image_and_reads_no_cache(tmp
         seen[mixup] = _Seen.seen[0]
     assert not torch.allclose(seen[0.0], seen[1.0])  # the same augmented batch, mixed
     assert not (tmp_path / "1.0" / "cache").exists() or not any((tmp_path / "1.0" / "cache").iterdir())
+
+
+# multi-crop for the student: several student views against one teacher view ------------------------------------------
+def test_local_crops_average_the_term_over_the_augmented_view_and_each_crop():
+    terms = ProviderTerms({"test_grid": {"objective": "cos_smoothl1", "view": "augmented", "representation": "backbone",
+                                         "standardize": "layernorm"}}, {"backbone": 6}, 8, local_views=["local0", "local1"])
+    assert terms.student_keys() == {"augmented/backbone", "local0/backbone", "local1/backbone"}
+    g = torch.Generator().manual_seed(0)
+    rows = {k: torch.randn(5, 6, generator=g) for k in terms.student_keys()}
+    rows["provider/test_grid"] = torch.randn(5, 16, generator=g)
+    head = terms.heads[0]
+    t = F.layer_norm(rows["provider/test_grid"], (16,))
+    ref = sum(head(rows[f"{v}/backbone"], t) for v in ("augmented", "local0", "local1")) / 3
+    assert torch.allclose(terms(rows)["cos_smoothl1/test_grid"], ref)
+    original = ProviderTerms({"test_grid": {"view": "original", "representation": "backbone"}}, {"backbone": 6}, 8,
+                             local_views=["local0"])
+    assert original.student_keys() == {"original/backbone"}  # crops join terms on the augmented view only
+    with pytest.raises(ConfigError, match="local_crops"):
+        ProviderTerms({"test_grid": {"objective": "seed", "view": "augmented", "representation": "backbone"}},
+                      {"backbone": 6}, 8, local_views=["local0"])
+
+
+def test_distill_with_local_crops_trains_on_small_crops(tmp_path, monkeypatch):
+    from mvmr.models import Student as S
+
+    sizes = []
+    real = S.embed
+    monkeypatch.setattr(S, "embed", lambda self, x: (sizes.append(tuple(x.shape[-2:])), real(self, x))[1])
+    result = CliRunner().invoke(app, _args(tmp_path, "--teacher", "timm:resnet10t", "--set",
+                                           "providers.timm:resnet10t.params.pretrained=none", "--set",
+                                           "loss.local_crops=2", "--set", "loss.local_size=16", "cifar10_distill"))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert sizes.count((32, 32)) == 2 and sizes.count((16, 16)) == 4  # per step: the view and two crops
+    last = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "loss" in r][-1]
+    assert [k for k in last if k.endswith("/timm:resnet10t")] and all(np.isfinite(v) for v in last.values())

@@ -3,13 +3,14 @@ view, plus one provider term per representation: by default 1 − dCor between t
 provider's features of the original view (any objective, view and representation: see ``ProviderConfig``)."""
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import replace
+from typing import Literal, Optional
 
 import torch
 from pydantic import Field
 
 from ..config import Recipe, Section
-from ..data import Batch
+from ..data import AugmentSpec, Batch, augment_spec
 from ..errors import ConfigError
 from ..distributed import gather_with_grad
 from ..losses import ViewTerms, weighted_total
@@ -32,6 +33,15 @@ class ViewTermsConfig(Section):
     dcor_estimator: Literal["biased", "unbiased"] = "biased"
 
 
+class MVMRConfig(ViewTermsConfig):
+    """MV-MR's ``loss`` section: the view-term weights, and multi-crop for the provider terms."""
+
+    local_crops: int = Field(0, ge=0, description="multi-crop for the student: this many small crops of each image "
+                             "are also compared with every provider term's features (through the term's head), "
+                             "the term averaged over the augmented view and the crops; 0: off")
+    local_size: Optional[int] = Field(None, ge=8, description="side of the local crops; default image_size·96/224")
+    local_scale: tuple[float, float] = Field((0.05, 0.4), description="area fraction of a local crop (DINO's)")
+
 
 @methods.register("mvmr")
 class MVMR(Method):
@@ -39,24 +49,35 @@ class MVMR(Method):
     provider terms tie a student representation to each provider. A step runs only the forwards some term reads
     (the shipped distillation recipe, with view terms off, embeds one view)."""
 
-    views = 1
+    views = 1  # the augmented view; loss.local_crops adds small ones
     section = "loss"
-    Config = ViewTermsConfig
+    Config = MVMRConfig
 
     def __init__(self, recipe: Recipe) -> None:
         super().__init__(recipe)
         loss = self.config
         self.student = Student.from_config(recipe.student)
         self.view_terms = ViewTerms(loss.mse, loss.variance, loss.dcor_views, loss.std_margin, loss.dcor_estimator)
-        self.provider_terms = ProviderTerms.from_recipe(recipe, self.student, estimator=loss.dcor_estimator)
+        self.local_views = [f"local{i}" for i in range(loss.local_crops)]
+        self.provider_terms = ProviderTerms.from_recipe(recipe, self.student, estimator=loss.dcor_estimator,
+                                                        local_views=self.local_views)
         self.weights = {**self.view_terms.weights, **self.provider_terms.weights}
         if not any(self.weights.values()):
             raise ConfigError("every term of the objective has weight 0 (loss.mse, loss.variance, loss.dcor_views "
                               "and each providers.<name>.weight); give one a non-zero weight")
         self.rows_used = (set(VIEW_PAIR) if self.view_terms.active else set()) | self.provider_terms.student_keys()
 
+    @classmethod
+    def view_specs(cls, recipe: Recipe) -> list[tuple[int, AugmentSpec]]:
+        """The augmented view (``data.augment``), then ``loss.local_crops`` small crops of it (its photometric ops
+        at ``loss.local_scale``, side ``loss.local_size``)."""
+        loss, size = recipe.method_config, recipe.data.image_size
+        spec = augment_spec(recipe.data)
+        local = replace(spec, crop="resized", crop_scale=tuple(loss.local_scale))
+        return [(size, spec)] + [(loss.local_size or max(8, round(size * 96 / 224)), local)] * loss.local_crops
+
     def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
-        images = {"original": batch.original, "augmented": batch.views[0]}
+        images = {"original": batch.original, "augmented": batch.views[0], **dict(zip(self.local_views, batch.views[1:]))}
         rows = StudentRows(self.student, images).rows(self.rows_used)
         rows.update(self.provider_terms.features(images, batch.index))
         return rows
