@@ -81,10 +81,9 @@ def train_and_measure(tree: dict, linear: bool = False, clusters: bool = False) 
     import tempfile
     from pathlib import Path
 
-    from mvmr.cli.tools import EVALUATORS
     from mvmr.config import build_recipe
     from mvmr.engine import Run, default_callbacks, fit
-    from mvmr.eval import evaluate
+    from mvmr.eval import evaluate, evaluate_clusters
 
     started = time.perf_counter()
     result: dict = {}
@@ -92,7 +91,7 @@ def train_and_measure(tree: dict, linear: bool = False, clusters: bool = False) 
         tree = {**tree, "trainer": {**tree["trainer"], "cache_dir": str(Path(out) / "cache")}}
         run = Run(build_recipe(tree), Path(out) / "run")
         if clusters:
-            result["nmi_at_init"] = EVALUATORS["clusters"](run.method, run.recipe, None, 20, 0.07, run.device)["nmi"]
+            result["nmi_at_init"] = evaluate_clusters(run.method, run.recipe.data, None, run.device)["nmi"]
         if linear:
             result["linear_top1_at_init"] = evaluate(run.method.student, run.recipe.data, "linear")["top1"]
         run.method.train()
@@ -101,7 +100,7 @@ def train_and_measure(tree: dict, linear: bool = False, clusters: bool = False) 
                       minutes=(time.perf_counter() - started) / 60)
         run.method.eval()
         if clusters:
-            result["nmi"] = EVALUATORS["clusters"](run.method, run.recipe, None, 20, 0.07, run.device)["nmi"]
+            result["nmi"] = evaluate_clusters(run.method, run.recipe.data, None, run.device)["nmi"]
             logged = [json.loads(line) for line in (Path(out) / "run" / "metrics.jsonl").read_text().splitlines()]
             last = [r for r in logged if "diag/student_entropy" in r][-1]
             result.update({k[len("diag/"):]: v for k, v in last.items() if k.startswith("diag/")})

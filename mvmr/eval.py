@@ -111,3 +111,16 @@ def cluster_metrics(pred: torch.Tensor, labels: torch.Tensor) -> dict[str, float
             "ami": 100 * metrics.adjusted_mutual_info_score(y, p),
             "ari": 100 * metrics.adjusted_rand_score(y, p),
             "accuracy": 100 * table[rows, cols].sum() / len(y), "clusters_used": int(len(clusters[0]))}
+
+
+@torch.no_grad()
+def evaluate_clusters(method, cfg: DataConfig, limit: Optional[int] = None, device="cpu",
+                      batch_size: int = 256) -> dict[str, float]:
+    """``cluster_metrics`` of a clustering method's assignments (``method.predict_clusters``) of the test split."""
+    _, test = labelled_splits(cfg, limit)
+    method.to(device).eval()
+    preds, labels = [], []
+    for images, y in torch.utils.data.DataLoader(test, batch_size=batch_size):
+        preds.append(method.predict_clusters(images.to(device)).cpu())
+        labels.append(torch.as_tensor(y))
+    return cluster_metrics(torch.cat(preds), torch.cat(labels))

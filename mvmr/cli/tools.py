@@ -31,20 +31,12 @@ def _eval_features(protocol: str):
 
 
 def _eval_clusters(checkpoint, data, limit, k, t):
-    import torch
-
     from ..checkpoint import load_checkpoint
-    from ..eval import cluster_metrics, labelled_splits
+    from ..eval import evaluate_clusters
 
     recipe, method = load_checkpoint(checkpoint, with_providers=False)  # the clustering head, not just the student
     recipe, device = _with_data(recipe, data)
-    _, test = labelled_splits(recipe.data, limit)
-    method.to(device).eval()
-    preds, labels = [], []
-    for images, y in torch.utils.data.DataLoader(test, batch_size=256):
-        preds.append(method.predict_clusters(images.to(device)).cpu())
-        labels.append(torch.as_tensor(y))
-    return cluster_metrics(torch.cat(preds), torch.cat(labels))
+    return evaluate_clusters(method, recipe.data, limit, device)
 
 
 EVALUATORS = {"knn": _eval_features("knn"), "linear": _eval_features("linear"), "clusters": _eval_clusters}
