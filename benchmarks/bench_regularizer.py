@@ -1,7 +1,12 @@
 """mvmr.FeatureRegularizer in a plain supervised loop: ResNet-18 trained with labels on 10% of the shared CIFAR-10
-sample (1,000 images, 100 per class), with and without the regulariser (hand-crafted providers on the penultimate
-features), same budget, 3 seeds each; test accuracy on the 2,000 test images (mean ± std).
-Usage: python bench_regularizer.py [epochs] [weights, comma-separated]   (prints one JSON line per variant)
+sample (1,000 images, 100 per class), with and without the regulariser on the penultimate features, same budget,
+3 seeds each; test accuracy on the 2,000 test images (mean ± std).
+
+Regularisers: the hand-crafted providers (pixels, HOG, LSD; 1 − dCor), or with ``--teacher`` a label-free teacher:
+an MV-MR model pretrained through mvmr on all 10,000 train images without their labels (hand-crafted providers,
+torchvision init, ``TEACHER_EPOCHS`` epochs; cached in benchmarks/.cache), loaded as ``mvmr:<checkpoint>`` and tied to
+the features by cos + smooth-L1 through RADIO's adaptor on layer-normed teacher features.
+Usage: python bench_regularizer.py [epochs] [weights, comma-separated] [--teacher]   (one JSON line per variant)
 """
 import statistics
 import sys
@@ -17,8 +22,10 @@ from common import emit, pad_crop_flip
 import mvmr
 
 NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini.npz"
-epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-weights = [float(w) for w in (sys.argv[2] if len(sys.argv) > 2 else "0,1").split(",")]
+positional = [a for a in sys.argv[1:] if not a.startswith("--")]
+epochs = int(positional[0]) if positional else 30
+weights = [float(w) for w in (positional[1] if len(positional) > 1 else "0,1").split(",")]
+TEACHER_EPOCHS = 20
 PROVIDERS = {"pixels": {}, "hog": {"params": {"orientations": 9, "pixels_per_cell": 8, "cells_per_block": 2}},
              "lsd": {"params": {"size": 3}}}
 
@@ -39,8 +46,10 @@ def train(weight: float, seed: int, data) -> float:
     model = torchvision.models.resnet18(num_classes=10)
     backbone = torch.nn.Sequential(*list(model.children())[:-1], torch.nn.Flatten())
     mean, std = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1), torch.tensor([0.247, 0.243, 0.261]).view(1, 3, 1, 1)
-    reg = mvmr.FeatureRegularizer({n: {"weight": weight, **p} for n, p in PROVIDERS.items()}) if weight else None
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
+    reg = mvmr.FeatureRegularizer({n: {"weight": weight, **p} for n, p in PROVIDERS.items()}, embedding_dim=512,
+                                  image_size=32) if weight else None
+    params = list(model.parameters()) + (list(reg.parameters()) if reg is not None else [])  # the adaptor's
+    opt = torch.optim.Adam(params, lr=1e-3, weight_decay=5e-4)
     steps = epochs * (len(x) // 125)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps)
     model.train()
@@ -61,10 +70,37 @@ def train(weight: float, seed: int, data) -> float:
     return 100.0 * (pred == yt).float().mean().item()
 
 
+def label_free_teacher() -> Path:
+    """An MV-MR checkpoint pretrained on all 10,000 train images of the sample, no labels (trained once, cached)."""
+    import shutil
+    import tempfile
+
+    from common import HAND, cifar_tree
+    from mvmr.config import build_recipe
+    from mvmr.engine import pretrain
+
+    path = Path(__file__).resolve().parent / ".cache" / f"mvmr_label_free_cifar10mini_e{TEACHER_EPOCHS}.pt"
+    if not path.is_file():
+        started = time.perf_counter()
+        tree = cifar_tree(TEACHER_EPOCHS, method="mvmr", providers=HAND, student={"zero_init_residual": False})
+        with tempfile.TemporaryDirectory() as out:
+            tree["trainer"]["cache_dir"] = str(Path(out) / "cache")
+            summary = pretrain(build_recipe(tree), Path(out) / "run")
+            path.parent.mkdir(exist_ok=True)
+            shutil.copyfile(Path(out) / "run" / "checkpoints" / "last.pt", path)
+        emit(bench="regularizer", variant="label_free_teacher", epochs=TEACHER_EPOCHS, labels_used=0,
+             knn_top1=round(summary["knn_top1"], 2), knn_top1_at_init=round(summary["knn_top1_at_init"], 2),
+             minutes=round((time.perf_counter() - started) / 60, 1))
+    return path
+
+
+if "--teacher" in sys.argv:
+    PROVIDERS = {f"mvmr:{label_free_teacher()}": {"objective": "cos_smoothl1", "standardize": "layernorm",
+                                                   "representation": "backbone"}}
 data = load()
 for weight in weights:
     t0, accs = time.perf_counter(), [train(weight, seed, data) for seed in (0, 1, 2)]
-    emit(bench="regularizer", providers=sorted(PROVIDERS) if weight else [], weight=weight, labelled=len(data[0]),
+    emit(bench="regularizer", providers=[Path(n).name for n in sorted(PROVIDERS)] if weight else [], weight=weight, labelled=len(data[0]),
          epochs=epochs, seeds=3, test_acc_mean=round(statistics.mean(accs), 2), test_acc_std=round(statistics.stdev(accs), 2),
          test_accs=[round(a, 2) for a in accs], minutes_per_run=round((time.perf_counter() - t0) / 180, 2),
          threads=torch.get_num_threads())
