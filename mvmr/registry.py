@@ -224,11 +224,20 @@ def build_providers(params: Mapping[str, Mapping[str, Any]], seed: Optional[int]
                     kinds: Optional[Mapping[str, Optional[str]]] = None) -> dict[str, "Provider"]:
     """Providers by name with their params, built under ``seed``: a random-weight teacher (``pretrained: none``) is
     the same network in every process and run, so its cached features stay valid. ``kinds`` maps a name that is
-    only a label to the registered provider it builds (a recipe entry's ``provider``)."""
+    only a label to the registered provider it builds (a recipe entry's ``provider``). Entries that build the same
+    provider with the same params (a teacher's summary and spatial terms) share one instance: one network in memory."""
+    import json
+
     import torch
 
-    kinds = kinds or {}
+    kinds, built, shared = kinds or {}, {}, {}
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        return {name: create_provider(kinds.get(name) or name, **dict(p)) for name, p in params.items()}
+        for name, p in params.items():
+            kind = kinds.get(name) or name
+            key = (kind, json.dumps(dict(p), sort_keys=True, default=repr))
+            if key not in shared:
+                shared[key] = create_provider(kind, **dict(p))
+            built[name] = shared[key]
+    return built

@@ -12,16 +12,22 @@ from mvmr.cli import app
 RECIPES = Path(__file__).parent.parent / "recipes"
 
 
-def _distill(tmp_path, teacher, *extra, out="run", recipe=None):
-    args = ["distill", "--teacher", teacher]
-    if recipe:
-        args.append(str(recipe))
-    args += ["--out", str(tmp_path / out), *extra]
-    for o in ["data.name=digits", "data.limit=16", "data.image_size=32", "student.backbone=resnet18",
-              "student.projector=32", "optim.batch_size=8", "trainer.max_steps=2", "trainer.num_workers=0",
-              "trainer.progress=false", "trainer.precision=fp32", "eval.knn_every=0",
-              f"trainer.cache_dir={tmp_path / 'cache'}"]:
+TINY_RUN = ["data.name=digits", "data.limit=16", "data.image_size=32", "student.backbone=resnet18",
+            "student.projector=32", "optim.batch_size=8", "trainer.max_steps=2", "trainer.num_workers=0",
+            "trainer.progress=false", "trainer.precision=fp32", "eval.knn_every=0"]  # two CPU steps on 16 digits
+
+
+def distill_args(root: Path, *extra: str, out: str = "run") -> list[str]:
+    """`mvmr distill EXTRA` as a two-step CPU run writing root/OUT, its feature cache under root/cache."""
+    args = ["distill", *extra, "--out", str(root / out)]
+    for o in [*TINY_RUN, f"trainer.cache_dir={root / 'cache'}"]:
         args += ["--set", o]
+    return args
+
+
+def _distill(tmp_path, teacher, *extra, out="run", recipe=None):
+    args = distill_args(tmp_path, "--teacher", teacher, *([str(recipe)] if recipe else []), out=out)
+    args += list(extra)
     return CliRunner().invoke(app, args)
 
 

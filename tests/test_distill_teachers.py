@@ -20,6 +20,7 @@ from mvmr.errors import ConfigError
 from mvmr.losses.distill import CosineSmoothL1, predictor
 from mvmr.models import Student
 from mvmr.provider_terms import ProviderTerms, Standardize, StudentRows
+from test_distill import distill_args
 from mvmr.providers import Provider
 
 
@@ -113,16 +114,6 @@ def test_with_teachers_one_term_each_with_the_template_and_per_teacher_weight_fi
         with_teachers(providers, ["timm:resnet10t", "clip-vit-b16"], [tmp_path / "a.pt"])
 
 
-def _args(tmp_path, *extra):
-    args = ["distill", *extra, "--out", str(tmp_path / "run")]
-    for o in ["data.name=digits", "data.limit=16", "data.image_size=32", "student.backbone=resnet18",
-              "student.projector=32", "optim.batch_size=8", "trainer.max_steps=2", "trainer.num_workers=0",
-              "trainer.progress=false", "trainer.precision=fp32", "eval.knn_every=0",
-              f"trainer.cache_dir={tmp_path / 'cache'}"]:
-        args += ["--set", o]
-    return args
-
-
 def test_distill_two_teachers_of_one_architecture_from_two_files(tmp_path):
     """--teacher repeated: one term (own adaptor, standardisation) per teacher; the same architecture twice is
     keyed NAME#2 and reads its own weight file (the two terms differ)."""
@@ -131,7 +122,7 @@ def test_distill_two_teachers_of_one_architecture_from_two_files(tmp_path):
     for i in range(2):
         torch.manual_seed(i)
         torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / f"t{i}.pt")
-    args = _args(tmp_path, "--teacher", "torchvision:resnet18", "--teacher-weights", str(tmp_path / "t0.pt"),
+    args = distill_args(tmp_path, "--teacher", "torchvision:resnet18", "--teacher-weights", str(tmp_path / "t0.pt"),
                  "--teacher", "torchvision:resnet18", "--teacher-weights", str(tmp_path / "t1.pt"),
                  "--objective", "cos_smoothl1", "cifar10_distill")
     result = CliRunner().invoke(app, args)
@@ -144,7 +135,7 @@ def test_distill_two_teachers_of_one_architecture_from_two_files(tmp_path):
 
 
 def test_distill_rejects_a_weight_file_count_that_does_not_match(tmp_path):
-    result = CliRunner().invoke(app, _args(tmp_path, "--teacher", "timm:resnet10t", "--teacher", "clip-vit-b16",
+    result = CliRunner().invoke(app, distill_args(tmp_path, "--teacher", "timm:resnet10t", "--teacher", "clip-vit-b16",
                                            "--teacher-weights", str(tmp_path / "a.pt")))
     assert result.exit_code != 0 and "one per teacher" in str(result.exception) + result.output
     assert not (tmp_path / "run").exists()
@@ -233,7 +224,7 @@ def test_the_multi_teacher_recipe_keeps_its_teachers_and_takes_one_weight_file_e
     for i in range(2):
         torch.manual_seed(i)
         torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / f"t{i}.pt")
-    result = CliRunner().invoke(app, _args(tmp_path, "cifar10_distill_multi", "--teacher-weights",
+    result = CliRunner().invoke(app, distill_args(tmp_path, "cifar10_distill_multi", "--teacher-weights",
                                            str(tmp_path / "t0.pt"), "--teacher-weights", str(tmp_path / "t1.pt")))
     assert result.exit_code == 0, result.output + repr(result.exception)
     saved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["providers"]
@@ -288,7 +279,7 @@ def test_mixup_feeds_the_teacher_the_students_mixed_image_and_reads_no_cache(tmp
     seen = {}
     for mixup in (0.0, 1.0):
         _Seen.seen.clear(), embedded.clear()
-        args = _args(tmp_path / str(mixup), "--teacher", "timm:resnet10t", "--set", "providers.timm:resnet10t.weight=0",
+        args = distill_args(tmp_path / str(mixup), "--teacher", "timm:resnet10t", "--set", "providers.timm:resnet10t.weight=0",
                      "--set", "providers.test_seen.weight=1", "--set", "providers.test_seen.view=augmented",
                      "--set", "providers.test_seen.objective=cosine", "--set", f"data.mixup={mixup}",
                      "--set", "providers.timm:resnet10t.params.pretrained=none", "cifar10_distill")
@@ -326,10 +317,23 @@ def test_distill_with_local_crops_trains_on_small_crops(tmp_path, monkeypatch):
     sizes = []
     real = S.embed
     monkeypatch.setattr(S, "embed", lambda self, x: (sizes.append(tuple(x.shape[-2:])), real(self, x))[1])
-    result = CliRunner().invoke(app, _args(tmp_path, "--teacher", "timm:resnet10t", "--set",
+    result = CliRunner().invoke(app, distill_args(tmp_path, "--teacher", "timm:resnet10t", "--set",
                                            "providers.timm:resnet10t.params.pretrained=none", "--set",
                                            "loss.local_crops=2", "--set", "loss.local_size=16", "cifar10_distill"))
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert sizes.count((32, 32)) == 2 and sizes.count((16, 16)) == 4  # per step: the view and two crops
     last = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "loss" in r][-1]
     assert [k for k in last if k.endswith("/timm:resnet10t")] and all(np.isfinite(v) for v in last.values())
+
+
+def test_a_teachers_summary_and_spatial_terms_share_one_network():
+    """Two entries that build the same provider with the same params hold one instance (one network in memory, the
+    same random weights); other params build another."""
+    params = {"pretrained": "none", "size": 32, "crop_pct": 1.0}
+    terms = ProviderTerms({"t": {"provider": "torchvision:resnet18", "params": params, "representation": "backbone"},
+                           "t_dense": {"provider": "torchvision:resnet18", "params": params, "objective": "cos_smoothl1",
+                                       "representation": "spatial", "view": "augmented"},
+                           "t64": {"provider": "torchvision:resnet18", "params": {**params, "size": 64}}},
+                          {"projector": 32, "backbone": 512, "spatial": 512}, 32, seed=0)
+    assert terms.providers["t"] is terms.providers["t_dense"]
+    assert terms.providers["t64"] is not terms.providers["t"]
