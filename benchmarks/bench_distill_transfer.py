@@ -2,15 +2,16 @@
 
 1. Supervised teachers, trained with labels in plain PyTorch and cached in benchmarks/.cache/: teacher A, ResNet-18
    (standard stem, 32 px; 10 epochs, pad-4 crop + flip, Adam 1e-3 one-cycle, seed 0), and teacher B, the same
-   network with other augmentations and seed (random resized crop, scale 0.35-1, + flip; seed 1). Their test
-   accuracy and k-NN are printed, and the k-NN of both teachers' features side by side (what an ensemble holds).
+   network with other augmentations and seed (random resized crop, scale 0.35-1, + flip; seed 1), and teacher C,
+   teacher A's pad-4 crop + flip plus cutout (one 8x8 square zeroed, DeVries & Taylor 2017) and seed 2. Their test
+   accuracy and k-NN are printed, and the k-NN of two teachers' features side by side (what an ensemble holds).
 2. Label-free distillation into a ResNet-18 student through mvmr (``mvmr.engine.pretrain``), every objective at
    the same budget (6 epochs, batch 128, Adam 1e-3), k-NN (k=20, T=0.07) of the student's backbone features.
 3. Baselines: random init, the no-teacher MV-MR run (hand-crafted providers), and a plain ~30-line loop (cosine
    regression of the student's features onto the teacher's through a 2-layer predictor, both on one pad-crop-flip
    view).
-Variants ending in ``_b`` distil teacher B, ``multi_*`` both teachers (one term each, own adaptor and
-standardisation). ``*_local2`` add two 18-px student crops against the same
+Variants ending in ``_b`` (``_c``) distil teacher B (C), ``multi_*`` teachers A and B, ``multi_*_ac`` A and C
+(one term each, own adaptor and standardisation). ``*_local2`` add two 18-px student crops against the same
 teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
 student's mixed image, Beyer et al. 2022). Usage: python bench_distill_transfer.py [variant ...] [--seed=N]
 [--epochs=N] (every run of one call, the plain loop too, at the same budget; default 6)
@@ -64,7 +65,22 @@ def knn_of(encode, data) -> float:
     return knn_classify(feats(x), y, feats(xt), yt)["top1"]
 
 
-TEACHERS = {"a": {"seed": 0, "crop": "pad"}, "b": {"seed": 1, "crop": "resized"}}
+TEACHERS = {"a": {"seed": 0, "crop": "pad"}, "b": {"seed": 1, "crop": "resized"}, "c": {"seed": 2, "crop": "cutout"}}
+
+
+def cutout(x: torch.Tensor, g: torch.Generator, size: int = 8) -> torch.Tensor:
+    """Zero one size x size square per image, centred anywhere (it may overhang the border)."""
+    ci, cj = torch.randint(0, x.shape[-1], (2, len(x)), generator=g)
+    span = lambda n, c: (torch.arange(n)[None] >= c[:, None] - size // 2) & (torch.arange(n)[None] < c[:, None] + size // 2)  # noqa: E731
+    square = span(x.shape[-2], ci)[:, :, None] & span(x.shape[-1], cj)[:, None, :]
+    return x * ~square[:, None]
+
+
+def teacher_of(name: str) -> tuple[str, ...]:
+    """The teachers a variant distils, from its name."""
+    if name.startswith("multi"):
+        return ("a", "c") if name.endswith("_ac") else ("a", "b")
+    return (name[-1],) if name[-2:] in ("_b", "_c") else ("a",)
 
 
 def teacher(data, which: str = "a") -> Path:
@@ -77,8 +93,8 @@ def teacher(data, which: str = "a") -> Path:
     torch.manual_seed(how["seed"])
     g = torch.Generator().manual_seed(how["seed"])
     resized = RandomResizedCrop(32, scale=(0.35, 1.0), antialias=True)
-    augment = (lambda b: pad_crop_flip(b, g)) if how["crop"] == "pad" else (  # noqa: E731
-        lambda b: flip(torch.stack([resized(i) for i in b]), g))
+    augment = {"pad": lambda b: pad_crop_flip(b, g), "cutout": lambda b: cutout(pad_crop_flip(b, g), g),
+               "resized": lambda b: flip(torch.stack([resized(i) for i in b]), g)}[how["crop"]]
     model, norm = resnet18()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=10 * (len(x) // BATCH))
@@ -156,8 +172,9 @@ def teacher_term(path: Path, name: str = "torchvision:resnet18", **how) -> dict:
     return {name: {"weight": 1.0, **kind, "params": params, **how}}
 
 
-def variants(path: Path, path_b: Path) -> dict[str, dict]:
+def variants(paths: dict[str, Path]) -> dict[str, dict]:
     """name -> recipe changes; every run has the same student, batch, epochs and optimiser."""
+    path = paths["a"]
     def solo(objective, augment=LIGHT, student=None, view="augmented", **kw):
         return {"providers": teacher_term(path, objective=objective, view=view, representation="backbone", **kw),
                 "loss": NO_VIEW_TERMS, "augment": augment, "student": student or {}}
@@ -167,7 +184,7 @@ def variants(path: Path, path_b: Path) -> dict[str, dict]:
         how = dict(objective="cos_smoothl1", view="augmented", representation="backbone", standardize=standardize, **kw)
         terms = {}
         for t in teachers:
-            terms.update(teacher_term({"a": path, "b": path_b}[t], "torchvision:resnet18" if t == "a" else "teacher_b", **how))
+            terms.update(teacher_term(paths[t], "torchvision:resnet18" if t == "a" else f"teacher_{t}", **how))
         return {"providers": {**terms, **(extra or {})}, "loss": loss, "augment": PAD, "student": NO_ZERO_INIT,
                 "optim": {"lr": 2e-3}, "data": {"mixup": mixup}}
 
@@ -200,6 +217,8 @@ def variants(path: Path, path_b: Path) -> dict[str, dict]:
         "radio_ln_views": radio(loss={"mse": 0.0, "variance": 0.0, "dcor_views": 0.1}),
         "radio_ln_b": radio(teachers=("b",)),
         "multi_radio_ln": radio(teachers=("a", "b")),
+        "radio_ln_c": radio(teachers=("c",)),
+        "multi_radio_ln_ac": radio(teachers=("a", "c")),
         "radio_ln_mix": radio(mixup=1.0),
         "radio_ln_views_mix": radio(loss={"mse": 0.0, "variance": 0.0, "dcor_views": 0.1}, mixup=1.0),
         "multi_radio_ln_mix": radio(teachers=("a", "b"), mixup=1.0),
@@ -229,25 +248,25 @@ if __name__ == "__main__":
     if not NPZ.is_file():
         sys.exit(f"{NPZ} is missing: this benchmark needs the shared CIFAR-10 sample")
     data = arrays()
-    path, path_b = teacher(data, "a"), teacher(data, "b")
-    encode_a, encode_b = teacher_encoder(path), teacher_encoder(path_b)
-    teacher_knn = knn_of(encode_a, data)
-    knn_b = knn_of(encode_b, data)
+    paths = {t: teacher(data, t) for t in TEACHERS}
+    encoders = {t: teacher_encoder(p) for t, p in paths.items()}
+    knn = {t: knn_of(e, data) for t, e in encoders.items()}
     if "teachers" in args:
-        emit(bench="distill_transfer", variant="teachers", knn_a=round(teacher_knn, 2), knn_b=round(knn_b, 2),
-             knn_concatenated=round(knn_of(lambda b: torch.cat([F.normalize(encode_a(b), dim=1),
-                                                               F.normalize(encode_b(b), dim=1)], 1), data), 2))
-    table = variants(path, path_b)
+        both = lambda x, y: lambda b: torch.cat([F.normalize(x(b), dim=1), F.normalize(y(b), dim=1)], 1)  # noqa: E731
+        emit(bench="distill_transfer", variant="teachers", **{f"knn_{t}": round(v, 2) for t, v in knn.items()},
+             knn_concatenated=round(knn_of(both(encoders["a"], encoders["b"]), data), 2),
+             knn_concatenated_ac=round(knn_of(both(encoders["a"], encoders["c"]), data), 2))
+    table = variants(paths)
     for name in [a for a in args if a != "teachers"] or ([] if args else ["plain_baseline", *table]):
         started = time.perf_counter()
         if name.startswith("plain_baseline"):
             lr = float(name.split("_lr")[1]) if "_lr" in name else 1e-3
-            knn, init = plain_baseline(data, path, SEED, lr), None
+            student, init = plain_baseline(data, paths["a"], SEED, lr), None
         else:
             summary = run_mvmr(name, table[name], SEED)
-            knn, init = summary["knn_top1"], summary.get("knn_top1_at_init")
-        best = max(teacher_knn, knn_b) if name.startswith("multi") else knn_b if name.endswith("_b") else teacher_knn
-        emit(bench="distill_transfer", variant=name, seed=SEED, epochs=EPOCHS, student_knn=round(knn, 2),
-             teacher_knn=round(best, 2), ratio=round(knn / best, 3),
+            student, init = summary["knn_top1"], summary.get("knn_top1_at_init")
+        best = max(knn[t] for t in teacher_of(name))
+        emit(bench="distill_transfer", variant=name, seed=SEED, epochs=EPOCHS, student_knn=round(student, 2),
+             teacher_knn=round(best, 2), ratio=round(student / best, 3),
              student_knn_at_init=None if init is None else round(init, 2),
              minutes=round((time.perf_counter() - started) / 60, 1))

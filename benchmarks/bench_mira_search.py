@@ -53,7 +53,7 @@ ALIASES = {"bn_data": "bn+data_init", "hybrid": "pixels", "bn_data_hybrid": "bn+
 def variant_tree(epochs: int, name: str) -> dict:
     """BASE with the named lever(s) ('a+b' stacks levers; 'sinkhorn:' prefix swaps the assigner; 'digits@' trains
     on scikit-learn's digits at batch 128 instead of the CIFAR sample), or a shipped recipe ('cifar10_mira.yaml',
-    its own epochs when ``epochs`` is 0) on the shared sample."""
+    its own epochs when ``epochs`` is 0; 'cifar10_mira.yaml+q3840' with levers on top) on the shared sample."""
     digits, _, name = name.rpartition("@")
     if digits:
         tree = variant_tree(epochs, name)
@@ -61,8 +61,12 @@ def variant_tree(epochs: int, name: str) -> dict:
         tree["optim"]["batch_size"] = 128
         return tree
     assigner, _, levers = name.rpartition(":")
-    if levers.endswith(".yaml"):
-        tree = yaml.safe_load((Path(__file__).resolve().parent.parent / "recipes" / levers).read_text())
+    recipe, _, on_top = levers.partition("+")
+    if recipe.endswith(".yaml"):
+        tree = yaml.safe_load((Path(__file__).resolve().parent.parent / "recipes" / recipe).read_text())
+        for lever in on_top.split("+") if on_top else ():
+            for section, value in LEVERS[lever].items():
+                tree[section] = {**tree.get(section, {}), **value}
         tree["data"]["root"] = str(CIFAR_NPZ)
         tree["trainer"].update(progress=False)
         if epochs:
