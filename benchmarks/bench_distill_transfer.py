@@ -76,13 +76,6 @@ def cutout(x: torch.Tensor, g: torch.Generator, size: int = 8) -> torch.Tensor:
     return x * ~square[:, None]
 
 
-def teacher_of(name: str) -> tuple[str, ...]:
-    """The teachers a variant distils, from its name."""
-    if name.startswith("multi"):
-        return ("a", "c") if name.endswith("_ac") else ("a", "b")
-    return (name[-1],) if name[-2:] in ("_b", "_c") else ("a",)
-
-
 def teacher(data, which: str = "a") -> Path:
     """Train (or reuse) a supervised teacher; returns its full classifier state_dict file."""
     path = CACHE / ("teacher_resnet18_cifar10mini.pt" if which == "a" else f"teacher_{which}_resnet18_cifar10mini.pt")
@@ -186,7 +179,7 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         for t in teachers:
             terms.update(teacher_term(paths[t], "torchvision:resnet18" if t == "a" else f"teacher_{t}", **how))
         return {"providers": {**terms, **(extra or {})}, "loss": loss, "augment": PAD, "student": NO_ZERO_INIT,
-                "optim": {"lr": 2e-3}, "data": {"mixup": mixup}}
+                "optim": {"lr": 2e-3}, "data": {"mixup": mixup}, "teachers": teachers}
 
     return {
         "no_teacher": {"providers": HAND, "loss": {}, "augment": None},
@@ -265,7 +258,7 @@ if __name__ == "__main__":
         else:
             summary = run_mvmr(name, table[name], SEED)
             student, init = summary["knn_top1"], summary.get("knn_top1_at_init")
-        best = max(knn[t] for t in teacher_of(name))
+        best = max(knn[t] for t in table.get(name, {}).get("teachers", ("a",)))  # the best teacher it distils
         emit(bench="distill_transfer", variant=name, seed=SEED, epochs=EPOCHS, student_knn=round(student, 2),
              teacher_knn=round(best, 2), ratio=round(student / best, 3),
              student_knn_at_init=None if init is None else round(init, 2),

@@ -50,6 +50,14 @@ LEVERS = {  # each a dict of section updates; 'a+b' applies a then b on top of B
 ALIASES = {"bn_data": "bn+data_init", "hybrid": "pixels", "bn_data_hybrid": "bn+data_init+pixels"}  # earlier names
 
 
+def apply_levers(sections: dict, levers: str) -> dict:
+    """Update ``sections`` in place with each lever of 'a+b' in turn (an empty string: none); returns it."""
+    for lever in filter(None, levers.split("+")):
+        for section, value in LEVERS[lever].items():
+            sections[section] = {**sections.get(section, {}), **value}
+    return sections
+
+
 def variant_tree(epochs: int, name: str) -> dict:
     """BASE with the named lever(s) ('a+b' stacks levers; 'sinkhorn:' prefix swaps the assigner; 'digits@' trains
     on scikit-learn's digits at batch 128 instead of the CIFAR sample), or a shipped recipe ('cifar10_mira.yaml',
@@ -64,9 +72,7 @@ def variant_tree(epochs: int, name: str) -> dict:
     recipe, _, on_top = levers.partition("+")
     if recipe.endswith(".yaml"):
         tree = yaml.safe_load((Path(__file__).resolve().parent.parent / "recipes" / recipe).read_text())
-        for lever in on_top.split("+") if on_top else ():
-            for section, value in LEVERS[lever].items():
-                tree[section] = {**tree.get(section, {}), **value}
+        apply_levers(tree, on_top)
         tree["data"]["root"] = str(CIFAR_NPZ)
         tree["trainer"].update(progress=False)
         if epochs:
@@ -74,10 +80,8 @@ def variant_tree(epochs: int, name: str) -> dict:
         if assigner:
             tree["mira"]["assigner"] = assigner
         return tree
-    sections = {k: dict(v) if isinstance(v, dict) else v for k, v in BASE.items()}
-    for lever in ALIASES.get(levers, levers).split("+"):
-        for section, value in LEVERS[lever].items():
-            sections[section] = {**sections.get(section, {}), **value}
+    sections = apply_levers({k: dict(v) if isinstance(v, dict) else v for k, v in BASE.items()},
+                            ALIASES.get(levers, levers))
     if assigner:
         sections["mira"] = {**sections["mira"], "assigner": assigner}
     return cifar_tree(epochs, **sections)

@@ -20,8 +20,8 @@ from mvmr.errors import ConfigError
 from mvmr.losses.distill import CosineSmoothL1, predictor
 from mvmr.models import Student
 from mvmr.provider_terms import ProviderTerms, Standardize, StudentRows
-from test_distill import distill_args
 from mvmr.providers import Provider
+from test_distill import distill_args  # the two-step CLI run of test_distill.py
 
 
 class _Grid(Provider):
