@@ -13,7 +13,8 @@
 Variants ending in ``_b`` (``_c``) distil teacher B (C), ``multi_*`` teachers A and B, ``multi_*_ac`` A and C
 (one term each, own adaptor and standardisation). ``*_local2`` add two 18-px student crops against the same
 teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
-student's mixed image, Beyer et al. 2022). Usage: python bench_distill_transfer.py [variant ...] [--seed=N]
+student's mixed image, Beyer et al. 2022); ``*_64`` run student and teacher on the images resized to 64 px, where
+both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it beside the summary one. Usage: python bench_distill_transfer.py [variant ...] [--seed=N]
 [--epochs=N] (every run of one call, the plain loop too, at the same budget; default 6)
 """
 import sys
@@ -159,8 +160,8 @@ NO_VIEW_TERMS = {"mse": 0.0, "variance": 0.0, "dcor_views": 0.0}
 LOCAL2 = {"local_crops": 2, "local_size": 18, "local_scale": [0.14, 0.6]}  # multi-crop: two small student crops
 
 
-def teacher_term(path: Path, name: str = "torchvision:resnet18", **how) -> dict:
-    params = {"weights": str(path), "size": 32, "crop_pct": 1.0, "mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
+def teacher_term(path: Path, name: str = "torchvision:resnet18", size: int = 32, **how) -> dict:
+    params = {"weights": str(path), "size": size, "crop_pct": 1.0, "mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
     kind = {} if name == "torchvision:resnet18" else {"provider": "torchvision:resnet18"}
     return {name: {"weight": 1.0, **kind, "params": params, **how}}
 
@@ -172,14 +173,21 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         return {"providers": teacher_term(path, objective=objective, view=view, representation="backbone", **kw),
                 "loss": NO_VIEW_TERMS, "augment": augment, "student": student or {}}
 
-    def radio(standardize="layernorm", teachers=("a",), extra=None, loss=NO_VIEW_TERMS, mixup=0.0, **kw):
-        """cos + smooth-L1 through RADIO's adaptor, PAD views, no zero-init, lr 2e-3 (the shipped setting)."""
-        how = dict(objective="cos_smoothl1", view="augmented", representation="backbone", standardize=standardize, **kw)
+    def radio(standardize="layernorm", teachers=("a",), extra=None, loss=NO_VIEW_TERMS, mixup=0.0, size=32,
+              spatial=False, **kw):
+        """cos + smooth-L1 through RADIO's adaptor, PAD views, no zero-init, lr 2e-3 (the shipped setting). ``size``:
+        student and teachers see the images resized to it; ``spatial``: each teacher adds a dense term on its map."""
+        how = dict(objective="cos_smoothl1", view="augmented", representation="backbone", standardize=standardize,
+                   size=size, **kw)
         terms = {}
         for t in teachers:
-            terms.update(teacher_term(paths[t], "torchvision:resnet18" if t == "a" else f"teacher_{t}", **how))
-        return {"providers": {**terms, **(extra or {})}, "loss": loss, "augment": PAD, "student": NO_ZERO_INIT,
-                "optim": {"lr": 2e-3}, "data": {"mixup": mixup}, "teachers": teachers}
+            name = "torchvision:resnet18" if t == "a" else f"teacher_{t}"
+            terms.update(teacher_term(paths[t], name, **how))
+            if spatial:  # same kind and params: one shared network (build_providers)
+                terms.update(teacher_term(paths[t], f"{name.replace(':', '_')}_spatial", **{**how, "representation": "spatial"}))
+        return {"providers": {**terms, **(extra or {})}, "loss": loss, "augment": {**PAD, "pad": 4 * size // 32},
+                "student": NO_ZERO_INIT, "optim": {"lr": 2e-3}, "data": {"mixup": mixup, "image_size": size},
+                "teachers": teachers}
 
     return {
         "no_teacher": {"providers": HAND, "loss": {}, "augment": None},
@@ -217,6 +225,9 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         "multi_radio_ln_mix": radio(teachers=("a", "b"), mixup=1.0),
         "radio_ln_local2": radio(loss={**NO_VIEW_TERMS, **LOCAL2}),
         "radio_ln_local2_mix": radio(loss={**NO_VIEW_TERMS, **LOCAL2}, mixup=1.0),
+        # dense features (#20 item 3): at 32 px both ResNets end on a 1x1 map, so these run at 64 px (a 2x2 grid)
+        "radio_ln_64": radio(size=64),
+        "radio_ln_spatial_64": radio(size=64, spatial=True),
     }
 
 
