@@ -14,8 +14,9 @@ Variants ending in ``_b`` (``_c``) distil teacher B (C), ``multi_*`` teachers A 
 (one term each, own adaptor and standardisation). ``*_local2`` add two 18-px student crops against the same
 teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
 student's mixed image, Beyer et al. 2022); ``*_64`` run student and teacher on the images resized to 64 px, where
-both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it beside the summary one. Usage: python bench_distill_transfer.py [variant ...] [--seed=N]
-[--epochs=N] (every run of one call, the plain loop too, at the same budget; default 6)
+both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it beside the summary one.
+Usage: python bench_distill_transfer.py [variant ...] [--seed=N] [--epochs=N] (every run of one call, the plain
+loop too, at the same budget; default 6)
 """
 import sys
 import tempfile
