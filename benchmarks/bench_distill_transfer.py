@@ -260,7 +260,8 @@ if __name__ == "__main__":
         both = lambda x, y: lambda b: torch.cat([F.normalize(x(b), dim=1), F.normalize(y(b), dim=1)], 1)  # noqa: E731
         emit(bench="distill_transfer", variant="teachers", **{f"knn_{t}": round(v, 2) for t, v in knn.items()},
              knn_concatenated=round(knn_of(both(encoders["a"], encoders["b"]), data), 2),
-             knn_concatenated_ac=round(knn_of(both(encoders["a"], encoders["c"]), data), 2))
+             knn_concatenated_ac=round(knn_of(both(encoders["a"], encoders["c"]), data), 2),
+             knn_a_at_64px=round(knn_of(lambda b: encoders["a"](F.interpolate(b, size=64, mode="bilinear")), data), 2))
     table = variants(paths)
     for name in [a for a in args if a != "teachers"] or ([] if args else ["plain_baseline", *table]):
         started = time.perf_counter()
