@@ -6,7 +6,13 @@ Regularisers: the hand-crafted providers (pixels, HOG, LSD; 1 − dCor), or with
 an MV-MR model pretrained through mvmr on all 10,000 train images without their labels (hand-crafted providers,
 torchvision init, ``TEACHER_EPOCHS`` epochs; cached in benchmarks/.cache), loaded as ``mvmr:<checkpoint>`` and tied to
 the features by cos + smooth-L1 through RADIO's adaptor on layer-normed teacher features.
-Usage: python bench_regularizer.py [epochs] [weights, comma-separated] [--teacher]   (one JSON line per variant)
+``--unlabelled``: each step the regulariser also reads a batch drawn from all 10,000 train images (their labels are
+never loaded), the semi-supervised use: the cross-entropy sees the 1,000 labelled images only. ``--finetune``: the
+peer a user would try first, no regulariser: fine-tune the label-free checkpoint's backbone with the 1,000 labels.
+How the teacher term ties: ``--objective=dcor`` (1 − dCor, no head) instead of cos + smooth-L1, ``--hidden=0`` a
+linear adaptor instead of RADIO's MLP (2048 wide).
+Usage: python bench_regularizer.py [epochs] [weights, comma-separated] [--teacher] [--unlabelled] [--finetune]
+[--objective=NAME] [--hidden=N]   (one JSON line per variant)
 """
 import statistics
 import sys
@@ -26,6 +32,8 @@ positional = [a for a in sys.argv[1:] if not a.startswith("--")]
 epochs = int(positional[0]) if positional else 30
 weights = [float(w) for w in (positional[1] if len(positional) > 1 else "0,1").split(",")]
 TEACHER_EPOCHS = 20
+UNLABELLED, FINETUNE = "--unlabelled" in sys.argv, "--finetune" in sys.argv
+OPTIONS = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
 PROVIDERS = {"pixels": {}, "hog": {"params": {"orientations": 9, "pixels_per_cell": 8, "cells_per_block": 2}},
              "lsd": {"params": {"size": 3}}}
 
@@ -35,17 +43,25 @@ def load():
     y = f["y_train"]
     keep = np.concatenate([np.flatnonzero(y == c)[:100] for c in range(10)])
     as_float = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255  # noqa: E731
-    return as_float(f["x_train"][keep]), torch.from_numpy(y[keep]).long(), as_float(f["x_test"]), torch.from_numpy(f["y_test"]).long()
+    return (as_float(f["x_train"][keep]), torch.from_numpy(y[keep]).long(), as_float(f["x_test"]),
+            torch.from_numpy(f["y_test"]).long(), as_float(f["x_train"]))  # the last: all train images, no labels
 
 
 
 def train(weight: float, seed: int, data) -> float:
-    x, y, xt, yt = data
+    x, y, xt, yt, unlabelled = data
     torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    model = torchvision.models.resnet18(num_classes=10)
-    backbone = torch.nn.Sequential(*list(model.children())[:-1], torch.nn.Flatten())
-    mean, std = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1), torch.tensor([0.247, 0.243, 0.261]).view(1, 3, 1, 1)
+    g, g_unlabelled = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1000)
+    if FINETUNE:  # the label-free checkpoint's backbone (it normalises inside) under a new linear classifier
+        from mvmr.checkpoint import load_student
+        _, student = load_student(label_free_teacher())
+        embed, fc = student.embed, torch.nn.Linear(student.feature_dim, 10)
+        model = torch.nn.ModuleDict({"student": student, "fc": fc})
+    else:
+        model = torchvision.models.resnet18(num_classes=10)
+        backbone, fc = torch.nn.Sequential(*list(model.children())[:-1], torch.nn.Flatten()), model.fc
+        mean, std = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1), torch.tensor([0.247, 0.243, 0.261]).view(1, 3, 1, 1)
+        embed = lambda b: backbone((b - mean) / std)  # noqa: E731
     reg = mvmr.FeatureRegularizer({n: {"weight": weight, **p} for n, p in PROVIDERS.items()}, embedding_dim=512,
                                   image_size=32) if weight else None
     params = list(model.parameters()) + (list(reg.parameters()) if reg is not None else [])  # the adaptor's
@@ -56,8 +72,11 @@ def train(weight: float, seed: int, data) -> float:
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=g).split(125):
             images = pad_crop_flip(x[idx], g)
-            features = backbone((images - mean) / std)
-            loss = F.cross_entropy(model.fc(features), y[idx])
+            if UNLABELLED and reg is not None:  # as many again from all train images, for the regulariser only
+                extra = torch.randint(len(unlabelled), (len(idx),), generator=g_unlabelled)
+                images = torch.cat([images, pad_crop_flip(unlabelled[extra], g_unlabelled)])
+            features = embed(images)
+            loss = F.cross_entropy(fc(features[: len(idx)]), y[idx])
             if reg is not None:
                 loss = loss + reg(images, features)[0]
             opt.zero_grad(set_to_none=True)
@@ -66,7 +85,7 @@ def train(weight: float, seed: int, data) -> float:
             sched.step()
     model.eval()
     with torch.no_grad():
-        pred = torch.cat([model((b - mean) / std).argmax(1) for b in xt.split(500)])
+        pred = torch.cat([fc(embed(b)).argmax(1) for b in xt.split(500)])
     return 100.0 * (pred == yt).float().mean().item()
 
 
@@ -95,12 +114,16 @@ def label_free_teacher() -> Path:
 
 
 if "--teacher" in sys.argv:
-    PROVIDERS = {f"mvmr:{label_free_teacher()}": {"objective": "cos_smoothl1", "standardize": "layernorm",
-                                                   "representation": "backbone"}}
+    head = {"objective_params": {"hidden": int(OPTIONS["hidden"])}} if "hidden" in OPTIONS else {}
+    PROVIDERS = {f"mvmr:{label_free_teacher()}": {"objective": OPTIONS.get("objective", "cos_smoothl1"), **head,
+                                                   "standardize": "layernorm", "representation": "backbone"}}
 data = load()
 for weight in weights:
     t0, accs = time.perf_counter(), [train(weight, seed, data) for seed in (0, 1, 2)]
     emit(bench="regularizer", providers=[Path(n).name for n in sorted(PROVIDERS)] if weight else [], weight=weight, labelled=len(data[0]),
+         unlabelled=len(data[4]) if UNLABELLED and weight else 0, init="label_free_teacher" if FINETUNE else "random",
+         tie={k: v for k, v in next(iter(PROVIDERS.values())).items() if k in ("objective", "objective_params")}
+         if weight and "--teacher" in sys.argv else None,
          epochs=epochs, seeds=3, test_acc_mean=round(statistics.mean(accs), 2), test_acc_std=round(statistics.stdev(accs), 2),
          test_accs=[round(a, 2) for a in accs], minutes_per_run=round((time.perf_counter() - t0) / 180, 2),
          threads=torch.get_num_threads())
