@@ -29,7 +29,7 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.transforms.v2 import RandomResizedCrop
 
-from common import CIFAR_NPZ as NPZ, HAND, emit, pad_crop_flip
+from common import CIFAR_NPZ as NPZ, HAND, emit, option, pad_crop_flip
 from mvmr.config import build_recipe
 from mvmr.engine import pretrain
 from mvmr.eval import knn_classify
@@ -39,12 +39,8 @@ CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
 BATCH = 128
 
 
-def _option(name: str, default: int) -> int:
-    return int(next((a.split("=")[1] for a in sys.argv[1:] if a.startswith(f"--{name}=")), default))
-
-
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
-SEED, EPOCHS = _option("seed", 0), _option("epochs", 6)
+SEED, EPOCHS = option("seed", 0), option("epochs", 6)
 
 
 def arrays():

@@ -24,16 +24,14 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from common import emit, pad_crop_flip
+from common import CIFAR_NPZ as NPZ, emit, option, pad_crop_flip
 import mvmr
 
-NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini.npz"
 positional = [a for a in sys.argv[1:] if not a.startswith("--")]
 epochs = int(positional[0]) if positional else 30
 weights = [float(w) for w in (positional[1] if len(positional) > 1 else "0,1").split(",")]
 TEACHER_EPOCHS = 20
 UNLABELLED, FINETUNE = "--unlabelled" in sys.argv, "--finetune" in sys.argv
-OPTIONS = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
 PROVIDERS = {"pixels": {}, "hog": {"params": {"orientations": 9, "pixels_per_cell": 8, "cells_per_block": 2}},
              "lsd": {"params": {"size": 3}}}
 
@@ -114,8 +112,8 @@ def label_free_teacher() -> Path:
 
 
 if "--teacher" in sys.argv:
-    head = {"objective_params": {"hidden": int(OPTIONS["hidden"])}} if "hidden" in OPTIONS else {}
-    PROVIDERS = {f"mvmr:{label_free_teacher()}": {"objective": OPTIONS.get("objective", "cos_smoothl1"), **head,
+    head = {} if option("hidden") is None else {"objective_params": {"hidden": int(option("hidden"))}}
+    PROVIDERS = {f"mvmr:{label_free_teacher()}": {"objective": option("objective", "cos_smoothl1"), **head,
                                                    "standardize": "layernorm", "representation": "backbone"}}
 data = load()
 for weight in weights:

@@ -37,6 +37,14 @@ class RandomImages(Dataset):
         return self.images[i], 0
 
 
+def option(name: str, default=None):
+    """The value of a ``--name=VALUE`` command-line flag, cast to ``default``'s type; ``default`` when absent."""
+    import sys
+
+    value = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith(f"--{name}=")), None)
+    return default if value is None else value if default is None else type(default)(value)
+
+
 def emit(**record: object) -> None:
     """Print one JSON line."""
     print(json.dumps(record, sort_keys=False))
