@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from common import best_times, emit
+from common import best_times, emit, step_fn
 from mvmr.cache import CachedFeatures, open_caches
 from mvmr.config import build_recipe
 from mvmr.data import Batch
@@ -29,17 +29,6 @@ batch_data = Batch(torch.rand(batch, 3, size, size, generator=g), [torch.rand(ba
                    torch.zeros(batch, dtype=torch.long), torch.arange(batch))
 
 
-def stepper(method):
-    opt = torch.optim.Adam(method.parameters(), lr=1e-4)
-
-    def step():
-        loss, _ = method.training_step(batch_data, 0.0)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return step
-
-
 cached = build_method(build_recipe({**common, "providers": providers}))
 cached.load_state_dict(full.state_dict())
 with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +36,7 @@ with tempfile.TemporaryDirectory() as tmp:
     cached.feature_source = CachedFeatures(cached.providers, caches)
     cached.provider_terms.features({"original": batch_data.original, "augmented": batch_data.views[0]},
                                    batch_data.index)  # warm: every row stored
-    times = best_times({"mvmr": stepper(full), "cached": stepper(cached), "bare": stepper(bare)}, repeats=5)
+    times = best_times({k: step_fn(m, batch_data) for k, m in {"mvmr": full, "cached": cached, "bare": bare}.items()}, repeats=5)
 emit(bench="step", backbone=backbone, image_size=size, batch=batch, providers=sorted(providers),
      threads=torch.get_num_threads(), mvmr_ms=round(times["mvmr"] * 1e3, 1), cached_ms=round(times["cached"] * 1e3, 1),
      bare_ms=round(times["bare"] * 1e3, 1), ratio_online=round(times["mvmr"] / times["bare"], 3),

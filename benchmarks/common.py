@@ -23,6 +23,18 @@ def best_times(fns: dict[str, Callable[[], object]], repeats: int = 5) -> dict[s
     return best
 
 
+def step_fn(method, batch) -> Callable[[], None]:
+    """One training step of ``method`` on ``batch`` (forward, backward, Adam update), for ``best_times``."""
+    opt = torch.optim.Adam(method.parameters(), lr=1e-4)
+
+    def step() -> None:
+        loss, _ = method.training_step(batch, 0.0)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
 class RandomImages(Dataset):
     """n random uint8 HWC images, as a decoded dataset hands them out (throughput benchmarks)."""
 

@@ -19,7 +19,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 
 from .errors import WeightsError
-from .models import feature_map
+from .models import feature_map, pools_map
 from .providers import Provider
 
 INTERPOLATIONS = {"bicubic": TF.InterpolationMode.BICUBIC, "bilinear": TF.InterpolationMode.BILINEAR,
@@ -133,6 +133,11 @@ class FrozenEncoder(Provider):
 
     def output_dim(self, height: int, width: int) -> int:
         return self.out_dim
+
+    @property
+    def summary_pools_map(self) -> bool:
+        """A torchvision ResNet read the default way: its summary is the average pool of its last map."""
+        return self._encode is None and self._dense is None and pools_map(self.model)
 
     def weights_digest(self) -> str:
         """The file digest or pretrained tag when known (cheap), else a hash of the parameters."""

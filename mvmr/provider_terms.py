@@ -255,7 +255,14 @@ class ProviderTerms(nn.Module):
             return self._features(images, index, indexed_view)
 
     def _features(self, images, index, indexed_view) -> dict[str, torch.Tensor]:
-        out = {}
+        out, maps = {}, {}  # (provider, view) -> its feature map, computed once for every term that reads it
+        dense = {(id(self.providers[n]), provider_view(c)) for n, c in self.active().items() if c.representation == "spatial"}
+
+        def map_of(provider: Provider, view: str, x: torch.Tensor) -> torch.Tensor:
+            if (id(provider), view) not in maps:
+                maps[id(provider), view] = provider.spatial(x)
+            return maps[id(provider), view]
+
         for name, cfg in self.active().items():
             provider, view = self.providers[name], provider_view(cfg)
             if view not in images:
@@ -264,9 +271,11 @@ class ProviderTerms(nn.Module):
             x = images[view].detach().float()
             with torch.autocast(device_type=x.device.type, enabled=False):
                 if cfg.representation == "spatial":
-                    feats = provider.spatial(x)
+                    feats = map_of(provider, view, x)
                 elif self.source is not None and provider.deterministic and index is not None and view == indexed_view:
                     feats = self.source(name, x, index.cpu())
+                elif (id(provider), view) in dense and provider.summary_pools_map:  # summary + dense: one forward
+                    feats = map_of(provider, view, x).mean((2, 3))
                 else:
                     feats = provider(x)
             self.monitor.watch(f"provider '{name}' returned NaN or Inf features at step {{step}}; fix the provider "

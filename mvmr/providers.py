@@ -21,6 +21,7 @@ class Provider(nn.Module, metaclass=abc.ABCMeta):
     """Base class of extractors and teachers. Subclasses implement :meth:`extract` and :meth:`output_dim`."""
 
     deterministic: bool = True
+    summary_pools_map: bool = False  # forward() is spatial() averaged over locations: one forward serves both terms
     description: str = ""
     version: str = "1"  # bump when the features a provider computes change: it is part of the feature-cache key
 

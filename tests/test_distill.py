@@ -104,7 +104,7 @@ def test_cifar10_distill_recipe_on_npz_with_a_classifier_teacher(tmp_path, npz_p
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert "mse/torchvision:resnet18" in [r for r in records if "loss" in r][-1]
+    assert "cos_smoothl1/torchvision:resnet18" in [r for r in records if "loss" in r][-1]
 
 
 def test_with_teachers_replaces_the_teachers_and_keeps_their_term_settings(tmp_path):

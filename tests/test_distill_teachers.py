@@ -337,3 +337,26 @@ def test_a_teachers_summary_and_spatial_terms_share_one_network():
                           {"projector": 32, "backbone": 512, "spatial": 512}, 32, seed=0)
     assert terms.providers["t"] is terms.providers["t_dense"]
     assert terms.providers["t64"] is not terms.providers["t"]
+
+
+def test_a_summary_and_a_dense_term_on_one_view_run_the_teacher_once():
+    """A ResNet teacher's summary is its map's average pool: with both terms on one view the step makes one teacher
+    forward and pools its map, equal to the teacher's own features; a teacher whose summary is not its pooled map
+    (here: another view) still runs its own forward."""
+    params = {"pretrained": "none", "size": 32, "crop_pct": 1.0}
+    spec = lambda representation, view="augmented": {"provider": "torchvision:resnet18", "params": params,  # noqa: E731
+                                                     "objective": "cos_smoothl1", "representation": representation,
+                                                     "view": view}
+    torch.manual_seed(0)
+    terms = ProviderTerms({"t": spec("backbone"), "t_dense": spec("spatial"), "t_original": spec("backbone", "original")},
+                          {"projector": 32, "backbone": 512, "spatial": 512}, 32, seed=0)
+    teacher = terms.providers["t"]
+    assert teacher.summary_pools_map
+    calls = []
+    teacher.model.conv1.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
+    images = {"augmented": torch.rand(3, 3, 32, 32), "original": torch.rand(3, 3, 32, 32)}
+    rows = terms.features(images)
+    assert len(calls) == 2  # one forward for the augmented view's two terms, one for the original view
+    assert torch.allclose(rows["provider/t"], teacher(images["augmented"]), atol=1e-5)
+    assert torch.allclose(rows["provider/t_dense"].mean((2, 3)), rows["provider/t"])
+    assert torch.allclose(rows["provider/t_original"], teacher(images["original"]), atol=1e-5)
