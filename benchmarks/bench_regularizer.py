@@ -5,14 +5,15 @@ sample (1,000 images, 100 per class), with and without the regulariser on the pe
 Regularisers: the hand-crafted providers (pixels, HOG, LSD; 1 − dCor), or with ``--teacher`` a label-free teacher:
 an MV-MR model pretrained through mvmr on all 10,000 train images without their labels (hand-crafted providers,
 torchvision init, ``TEACHER_EPOCHS`` epochs; cached in benchmarks/.cache), loaded as ``mvmr:<checkpoint>`` and tied to
-the features by cos + smooth-L1 through RADIO's adaptor on layer-normed teacher features.
+the features by cos + smooth-L1 through RADIO's adaptor on layer-normed teacher features. ``--teacher=mira``: the
+shipped ``cifar10_mira`` recipe instead (MIRA + MV-MR hybrid, 25 epochs, the same 10,000 images, no labels).
 ``--unlabelled``: each step the regulariser also reads a batch drawn from all 10,000 train images (their labels are
 never loaded), the semi-supervised use: the cross-entropy sees the 1,000 labelled images only. ``--finetune``: the
 peer a user would try first, no regulariser: fine-tune the label-free checkpoint's backbone with the 1,000 labels.
 How the teacher term ties: ``--objective=dcor`` (1 − dCor, no head) instead of cos + smooth-L1, ``--hidden=0`` a
 linear adaptor instead of RADIO's MLP (2048 wide).
 Usage: python bench_regularizer.py [epochs] [weights, comma-separated] [--teacher] [--unlabelled] [--finetune]
-[--objective=NAME] [--hidden=N]   (one JSON line per variant)
+[--teacher=mira] [--objective=NAME] [--hidden=N]   (one JSON line per variant)
 """
 import statistics
 import sys
@@ -32,6 +33,8 @@ epochs = int(positional[0]) if positional else 30
 weights = [float(w) for w in (positional[1] if len(positional) > 1 else "0,1").split(",")]
 TEACHER_EPOCHS = 20
 UNLABELLED, FINETUNE = "--unlabelled" in sys.argv, "--finetune" in sys.argv
+TEACHER = option("teacher", "mvmr")  # which label-free teacher: bench's MV-MR run, or the cifar10_mira recipe
+USE_TEACHER = any(a == "--teacher" or a.startswith("--teacher=") for a in sys.argv[1:])
 PROVIDERS = {"pixels": {}, "hog": {"params": {"orientations": 9, "pixels_per_cell": 8, "cells_per_block": 2}},
              "lsd": {"params": {"size": 3}}}
 
@@ -88,30 +91,38 @@ def train(weight: float, seed: int, data) -> float:
 
 
 def label_free_teacher() -> Path:
-    """An MV-MR checkpoint pretrained on all 10,000 train images of the sample, no labels (trained once, cached)."""
+    """A checkpoint pretrained on all 10,000 train images of the sample, no labels (trained once, cached): the
+    bench's MV-MR run, or with ``--teacher=mira`` the shipped ``cifar10_mira`` recipe."""
     import shutil
     import tempfile
 
     from common import HAND, cifar_tree
     from mvmr.config import build_recipe
     from mvmr.engine import pretrain
+    from mvmr.recipe_files import read_recipe_tree, resolve_recipe
 
-    path = Path(__file__).resolve().parent / ".cache" / f"mvmr_label_free_cifar10mini_e{TEACHER_EPOCHS}.pt"
+    if TEACHER == "mira":
+        tree = read_recipe_tree(resolve_recipe("cifar10_mira"))
+        tree["data"]["root"], tree["trainer"]["progress"] = str(NPZ), False
+        name = f"mira_label_free_cifar10mini_e{tree['optim']['epochs']}.pt"
+    else:
+        tree = cifar_tree(TEACHER_EPOCHS, method="mvmr", providers=HAND, student={"zero_init_residual": False})
+        name = f"mvmr_label_free_cifar10mini_e{TEACHER_EPOCHS}.pt"
+    path = Path(__file__).resolve().parent / ".cache" / name
     if not path.is_file():
         started = time.perf_counter()
-        tree = cifar_tree(TEACHER_EPOCHS, method="mvmr", providers=HAND, student={"zero_init_residual": False})
         with tempfile.TemporaryDirectory() as out:
             tree["trainer"]["cache_dir"] = str(Path(out) / "cache")
             summary = pretrain(build_recipe(tree), Path(out) / "run")
             path.parent.mkdir(exist_ok=True)
             shutil.copyfile(Path(out) / "run" / "checkpoints" / "last.pt", path)
-        emit(bench="regularizer", variant="label_free_teacher", epochs=TEACHER_EPOCHS, labels_used=0,
-             knn_top1=round(summary["knn_top1"], 2), knn_top1_at_init=round(summary["knn_top1_at_init"], 2),
+        emit(bench="regularizer", variant="label_free_teacher", method=tree["method"], epochs=tree["optim"]["epochs"],
+             labels_used=0, knn_top1=round(summary["knn_top1"], 2), knn_top1_at_init=round(summary.get("knn_top1_at_init", float("nan")), 2),
              minutes=round((time.perf_counter() - started) / 60, 1))
     return path
 
 
-if "--teacher" in sys.argv:
+if USE_TEACHER:
     head = {} if option("hidden") is None else {"objective_params": {"hidden": int(option("hidden"))}}
     PROVIDERS = {f"mvmr:{label_free_teacher()}": {"objective": option("objective", "cos_smoothl1"), **head,
                                                    "standardize": "layernorm", "representation": "backbone"}}
@@ -121,7 +132,7 @@ for weight in weights:
     emit(bench="regularizer", providers=[Path(n).name for n in sorted(PROVIDERS)] if weight else [], weight=weight, labelled=len(data[0]),
          unlabelled=len(data[4]) if UNLABELLED and weight else 0, init="label_free_teacher" if FINETUNE else "random",
          tie={k: v for k, v in next(iter(PROVIDERS.values())).items() if k in ("objective", "objective_params")}
-         if weight and "--teacher" in sys.argv else None,
+         if weight and USE_TEACHER else None, teacher=Path(label_free_teacher()).name if USE_TEACHER or FINETUNE else None,
          epochs=epochs, seeds=3, test_acc_mean=round(statistics.mean(accs), 2), test_acc_std=round(statistics.stdev(accs), 2),
          test_accs=[round(a, 2) for a in accs], minutes_per_run=round((time.perf_counter() - t0) / 180, 2),
          threads=torch.get_num_threads())
