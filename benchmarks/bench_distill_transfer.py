@@ -15,6 +15,8 @@ Variants ending in ``_b`` (``_c``) distil teacher B (C), ``multi_*`` teachers A 
 teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
 student's mixed image, Beyer et al. 2022); ``*_64`` run student and teacher on the images resized to 64 px, where
 both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it beside the summary one.
+``recipe`` runs the shipped ``recipes/cifar10_distill.yaml`` as a user does (teacher A's weights, the sample's path
+and the seed set; its own 30 epochs unless ``--epochs`` is given).
 Usage: python bench_distill_transfer.py [variant ...] [--seed=N] [--epochs=N] (every run of one call, the plain
 loop too, at the same budget; default 6)
 """
@@ -41,6 +43,7 @@ BATCH = 128
 
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 SEED, EPOCHS = option("seed", 0), option("epochs", 6)
+EPOCHS_GIVEN = option("epochs") is not None
 
 
 def arrays():
@@ -228,7 +231,8 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
     }
 
 
-def run_mvmr(name: str, change: dict, seed: int) -> dict:
+def variant_tree(change: dict, seed: int) -> dict:
+    """The recipe tree of one variant: the bench's common setting with ``change`` applied."""
     tree = {"method": "mvmr", "data": {"name": "npz", "root": str(NPZ), "image_size": 32},
             "student": {"backbone": "resnet18", "projector": "512-512", **change.get("student", {})},
             "providers": change["providers"],
@@ -240,6 +244,24 @@ def run_mvmr(name: str, change: dict, seed: int) -> dict:
     if change["augment"]:
         tree["data"]["augment"] = change["augment"]
     tree["data"].update(change.get("data", {}))
+    return tree
+
+
+def shipped_tree(name: str, teacher_path: Path, seed: int) -> dict:
+    """A packaged recipe as a user runs it: ``mvmr distill --teacher-weights A NAME --set data.root=...``."""
+    from mvmr.distill import with_teachers
+    from mvmr.recipe_files import read_recipe_tree, resolve_recipe
+
+    tree = read_recipe_tree(resolve_recipe(name))
+    tree["providers"] = with_teachers(tree["providers"], None, [teacher_path])  # the recipe's one teacher
+    tree["data"]["root"] = str(NPZ)
+    tree.setdefault("trainer", {}).update(progress=False, log_every=50, seed=seed)
+    if EPOCHS_GIVEN:
+        tree["optim"]["epochs"] = tree["eval"]["knn_every"] = EPOCHS
+    return tree
+
+
+def run_mvmr(tree: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tree["trainer"]["cache_dir"] = str(Path(tmp) / "cache")
         return pretrain(build_recipe(tree), Path(tmp) / "run")
@@ -264,11 +286,17 @@ if __name__ == "__main__":
         if name.startswith("plain_baseline"):
             lr = float(name.split("_lr")[1]) if "_lr" in name else 1e-3
             student, init = plain_baseline(data, paths["a"], SEED, lr), None
+        elif name == "recipe":
+            tree = shipped_tree("cifar10_distill", paths["a"], SEED)
+            summary = run_mvmr(tree)
+            student, init = summary["knn_top1"], summary.get("knn_top1_at_init")
         else:
-            summary = run_mvmr(name, table[name], SEED)
+            tree = variant_tree(table[name], SEED)
+            summary = run_mvmr(tree)
             student, init = summary["knn_top1"], summary.get("knn_top1_at_init")
         best = max(knn[t] for t in table.get(name, {}).get("teachers", ("a",)))  # the best teacher it distils
-        emit(bench="distill_transfer", variant=name, seed=SEED, epochs=EPOCHS, student_knn=round(student, 2),
+        epochs = EPOCHS if name.startswith("plain_baseline") else tree["optim"]["epochs"]
+        emit(bench="distill_transfer", variant=name, seed=SEED, epochs=epochs, student_knn=round(student, 2),
              teacher_knn=round(best, 2), ratio=round(student / best, 3),
              student_knn_at_init=None if init is None else round(init, 2),
              minutes=round((time.perf_counter() - started) / 60, 1))
