@@ -132,7 +132,7 @@ for weight in weights:
     emit(bench="regularizer", providers=[Path(n).name for n in sorted(PROVIDERS)] if weight else [], weight=weight, labelled=len(data[0]),
          unlabelled=len(data[4]) if UNLABELLED and weight else 0, init="label_free_teacher" if FINETUNE else "random",
          tie={k: v for k, v in next(iter(PROVIDERS.values())).items() if k in ("objective", "objective_params")}
-         if weight and USE_TEACHER else None, teacher=Path(label_free_teacher()).name if USE_TEACHER or FINETUNE else None,
+         if weight and USE_TEACHER else None, teacher=Path(label_free_teacher()).name if (USE_TEACHER and weight) or FINETUNE else None,
          epochs=epochs, seeds=3, test_acc_mean=round(statistics.mean(accs), 2), test_acc_std=round(statistics.stdev(accs), 2),
          test_accs=[round(a, 2) for a in accs], minutes_per_run=round((time.perf_counter() - t0) / 180, 2),
          threads=torch.get_num_threads())
