@@ -24,7 +24,8 @@ def with_teachers(providers: dict[str, dict[str, Any]], names: Optional[Sequence
     term each (a name given twice, e.g. two checkpoints of one architecture, is keyed ``NAME#2``); ``None`` keeps
     the recipe's teachers. A teacher the recipe already holds under that key keeps its entry; another starts from
     the recipe's first teacher's weight, objective, view, representation, standardisation and objective params,
-    with its own (empty) params. ``weights`` (none, or one per teacher, in order) sets each one's local weight
+    with its own (empty) params, but for how the first is read (``output: logits``: a teacher that has no logits
+    to give is refused unless ``objective`` replaces the recipe's). ``weights`` (none, or one per teacher, in order) sets each one's local weight
     file; ``objective`` every teacher's objective (with the objective's default params). Extractors stay as they
     are."""
     old = teacher_entries(providers)
@@ -41,7 +42,8 @@ def with_teachers(providers: dict[str, dict[str, Any]], names: Optional[Sequence
         for i, name in enumerate(names):
             seen = list(names[:i]).count(name)
             key = name if not seen else f"{name}#{seen + 1}"
-            chosen[key] = old.get(key) or {**template, "params": {}, **({"provider": name} if seen else {})}
+            chosen[key] = old.get(key) or {**template, "params": _read_as(first, name, objective),
+                                           **({"provider": name} if seen else {})}
     weights = list(weights)
     if weights and len(weights) != len(chosen):
         raise ConfigError(f"--teacher-weights was given {len(weights)} time(s) for {len(chosen)} teacher(s); give "
@@ -54,3 +56,22 @@ def with_teachers(providers: dict[str, dict[str, Any]], names: Optional[Sequence
             entry = {**entry, "objective": objective, "objective_params": {}}
         chosen[key] = entry
     return {**{n: p for n, p in providers.items() if n not in old}, **chosen}
+
+
+def _read_as(first: dict[str, Any], name: str, objective: Optional[str]) -> dict[str, Any]:
+    """The params a new teacher takes from the recipe's first one: its ``output`` (e.g. class logits, for
+    ``objective: kd``) when the new teacher can be read that way, so every teacher gives the objective what it
+    compares; a teacher that cannot is refused unless ``objective`` replaces the recipe's (it is then read as
+    features)."""
+    import inspect
+
+    output = first.get("params", {}).get("output")
+    if output in (None, "features"):
+        return {}
+    entry, _ = teachers.lookup(name)
+    if "output" in inspect.signature(entry.factory).parameters:
+        return {"output": output}
+    if objective is not None:
+        return {}
+    raise ConfigError(f"the recipe reads its teacher as {output} (objective {first.get('objective', 'dcor')}), "
+                      f"which teacher '{name}' cannot give; add --objective cos_smoothl1 to distil its features")

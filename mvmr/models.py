@@ -46,8 +46,11 @@ def _check_downloadable(url: str, timeout: float = 2.0) -> None:
 
 
 def build_backbone(name: str, stem: str = "standard", weights: Optional[str] = None,
-                   zero_init_residual: bool = True, what: Optional[str] = None) -> tuple[nn.Module, int]:
+                   zero_init_residual: bool = True, what: Optional[str] = None,
+                   keep_head: bool = False, num_classes: Optional[int] = None) -> tuple[nn.Module, int]:
     """Backbone by name (torchvision ``resnet50`` or ``timm:<name>``), classifier removed; returns (model, dim).
+    ``keep_head`` (torchvision) keeps the classifier (``num_classes`` wide): the model returns logits and dim is
+    the number of classes.
 
     ``weights``: a torchvision weights tag (e.g. ``DEFAULT``, ``IMAGENET1K_V2``) for torchvision models; None is
     random initialisation. ``zero_init_residual`` zeroes the last BN of each residual branch (torchvision ResNets;
@@ -70,6 +73,8 @@ def build_backbone(name: str, stem: str = "standard", weights: Optional[str] = N
         raise ConfigError(f"{what} is not a torchvision classification model "
                           f"(e.g. resnet18, resnet50; or timm:<name>)")
     kwargs = {"zero_init_residual": True} if zero_init_residual and "resne" in name and weights is None else {}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
     try:
         if weights is not None:
             _check_downloadable(tvm.get_model_weights(name)[weights].url)
@@ -90,6 +95,8 @@ def build_backbone(name: str, stem: str = "standard", weights: Optional[str] = N
     if not linears:
         raise ConfigError(f"{what}: its classifier has no Linear layer to take the features from; "
                           f"choose a model with a Linear head (resnet50, convnext_tiny, vit_b_16, ...) or timm:<name>")
+    if keep_head:
+        return model, linears[-1].out_features
     setattr(model, head, nn.Identity())
     return model, linears[0].in_features
 

@@ -128,3 +128,19 @@ def test_with_teachers_replaces_the_teachers_and_keeps_their_term_settings(tmp_p
     with pytest.raises(RegistryError, match="did you mean"):
         with_teacher(providers, "clip-vit-b61")
     assert providers["clip-vit-b16"]["objective"] == "mse"  # the input is not modified
+
+
+def test_with_teachers_reads_a_new_teacher_as_logits_like_the_recipes_or_refuses_it():
+    """A recipe that distils class logits (objective kd, output: logits) gives a new classifier teacher the same
+    reading; a teacher with no logits to give is one clear line, unless --objective distils its features."""
+    from mvmr.distill import with_teachers
+    from mvmr.errors import ConfigError
+
+    providers = {"torchvision:resnet18": {"weight": 1.0, "objective": "kd", "view": "augmented",
+                                          "representation": "backbone", "params": {"output": "logits", "size": 32}}}
+    two = with_teachers(providers, ["torchvision:resnet18", "torchvision:resnet34"])
+    assert two["torchvision:resnet34"]["params"] == {"output": "logits"} and two["torchvision:resnet34"]["objective"] == "kd"
+    with pytest.raises(ConfigError, match="cannot give; add --objective cos_smoothl1"):
+        with_teachers(providers, ["clip-vit-b16"])
+    features = with_teachers(providers, ["clip-vit-b16"], objective="cos_smoothl1")["clip-vit-b16"]
+    assert features["params"] == {} and features["objective"] == "cos_smoothl1"

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 import mvmr
 from mvmr.config import build_recipe
 from mvmr.data import Batch
-from mvmr.losses import RKD, SEED, CosineRegression, DCorObjective, SimilarityPreserving, distance_correlation
+from mvmr.losses import (RKD, SEED, CosineRegression, DCorObjective, SimilarityPreserving, SoftTargetKD,
+                         distance_correlation)
 from mvmr.losses.distill import rkd_angle, rkd_distance
 from mvmr.methods import build_method
 from mvmr.registry import objectives
@@ -128,3 +129,48 @@ def test_torchvision_teacher_at_its_own_resolution_from_a_classifier_checkpoint(
     assert torch.allclose(teacher(x), net((x - 0.5) / 0.25), atol=1e-5)  # no resize at its own 32 px
     small = mvmr.create_teacher("torchvision:resnet18", pretrained="none", stem="cifar", size=32, crop_pct=1.0)
     assert small.model.conv1.kernel_size == (3, 3) and small(x).shape == (4, 512)
+
+
+def test_soft_target_kd_matches_a_numpy_reference_and_vanishes_at_the_teachers_logits():
+    s, t = _pair(dt=5)
+    kd = SoftTargetKD(6, 5, temperature=3.0)
+    S = (s.float() @ kd.head.weight.detach().T + kd.head.bias.detach()).double().numpy() / 3.0
+    T = t.numpy() / 3.0
+
+    def log_softmax(z):
+        z = z - z.max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+    p = np.exp(log_softmax(T))
+    ref = (p * (log_softmax(T) - log_softmax(S))).sum(1).mean() * 9.0  # KL(p_t || p_s) · T²
+    assert abs(kd(s.float(), t.float()).item() - ref) < 1e-5
+    exact = SoftTargetKD(5, 5, temperature=2.0)
+    with torch.no_grad():
+        exact.head.weight.copy_(torch.eye(5)), exact.head.bias.fill_(0.7)  # a shift leaves the softmax alone
+    assert abs(exact(t.float(), t.float()).item()) < 1e-6 and exact(s.float()[:, :5], t.float()).item() > 0.01
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        SoftTargetKD(6, 5, temperature=0.0)
+
+
+def test_classifier_teachers_read_their_logits(tmp_path):
+    import torchvision
+
+    net = torchvision.models.resnet18(num_classes=7).eval()
+    torch.save(net.state_dict(), tmp_path / "classifier.pt")
+    teacher = mvmr.create_teacher("torchvision:resnet18", weights=str(tmp_path / "classifier.pt"), size=32,
+                                  crop_pct=1.0, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], output="logits")
+    x = torch.rand(4, 3, 32, 32)
+    assert teacher.output_dim(32, 32) == 7 and not teacher.summary_pools_map  # the summary is not the map's pool
+    assert torch.allclose(teacher(x), net((x - 0.5) / 0.25), atol=1e-5)
+    features = mvmr.create_teacher("torchvision:resnet18", weights=str(tmp_path / "classifier.pt"), size=32)
+    assert features.weights_digest() != teacher.weights_digest()  # cached features of the two never mix
+    net.fc = torch.nn.Identity()
+    torch.save(net.state_dict(), tmp_path / "headless.pt")
+    with pytest.raises(mvmr.MVMRError, match="output: logits needs a classifier checkpoint"):
+        mvmr.create_teacher("torchvision:resnet18", weights=str(tmp_path / "headless.pt"), output="logits")
+    import timm
+
+    small = timm.create_model("resnet10t", num_classes=7).eval()
+    torch.save(small.state_dict(), tmp_path / "timm.pt")
+    read = mvmr.create_teacher("timm:resnet10t", weights=str(tmp_path / "timm.pt"), output="logits", size=32,
+                               crop_pct=1.0, mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
+    assert read.output_dim(32, 32) == 7 and torch.allclose(read(x), small((x - 0.5) / 0.25), atol=1e-5)

@@ -12,6 +12,8 @@ loss`` (lower is better), registered by name in ``mvmr.registry.objectives`` (en
 - ``sp``: similarity-preserving KD (Tung & Mori 2019): row-normalised Gram matrices of the batch.
 - ``seed``: SEED / DisCo-style similarity distillation (Fang et al. 2021): the student matches the teacher's
   softmax similarity distribution over the batch and a queue of past teacher features.
+- ``kd``: Hinton et al.'s soft targets: KL(softmax(t/T) ‖ softmax(head(s)/T))·T² through a linear head, for a
+  teacher read as class logits (``params: {output: logits}`` of a ``torchvision:`` classifier).
 Objectives with state (predictors, the queue) are checkpointed with the method. The regression objectives
 (``per_location = True``) also take dense features: ``ProviderTerms`` hands them one row per location of the
 teacher's grid (``representation: spatial``), so their adaptor is a per-location MLP (a 1×1 convolution).
@@ -119,6 +121,25 @@ class CosineSmoothL1(nn.Module):
         p, t = self.predictor(s).float(), t.float()
         loss = self.cosine * (1.0 - F.cosine_similarity(p, t, dim=1).mean())
         return loss + self.smooth_l1 * F.smooth_l1_loss(p, t, beta=self.beta)
+
+
+@objectives.register("kd")
+class SoftTargetKD(nn.Module):
+    """KL(softmax(t/T) ‖ softmax(head(s)/T)) · T², averaged over the batch (Hinton et al. 2015): the student's
+    features, through a linear head, predict the teacher's class posterior at temperature T. The T² keeps the
+    gradient's scale independent of T."""
+
+    def __init__(self, student_dim: int, teacher_dim: int, temperature: float = 4.0) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.head = nn.Linear(student_dim, teacher_dim)
+        self.temperature = temperature
+
+    def forward(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        T = self.temperature
+        log_p = F.log_softmax(self.head(s).float() / T, dim=1)
+        return F.kl_div(log_p, F.log_softmax(t.float() / T, dim=1), reduction="batchmean", log_target=True) * T * T
 
 
 def rkd_distance(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
