@@ -9,13 +9,14 @@
    the same budget (6 epochs, batch 128, Adam 1e-3), k-NN (k=20, T=0.07) of the student's backbone features.
 3. Baselines: random init, the no-teacher MV-MR run (hand-crafted providers), and a plain ~30-line loop (cosine
    regression of the student's features onto the teacher's through a 2-layer predictor, both on one pad-crop-flip
-   view).
+   view); ``plain_kd_lr2e-3`` is the same loop with Hinton KD on the teacher's logits (T = 4, a linear head).
 Variants ending in ``_b`` (``_c``) distil teacher B (C), ``multi_*`` teachers A and B, ``multi_*_ac`` A and C
 (one term each, own adaptor and standardisation). ``*_local2`` add two 18-px student crops against the same
 teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
 student's mixed image, Beyer et al. 2022); ``*_64`` run student and teacher on the images resized to 64 px, where
 both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it beside the summary one.
-``recipe`` runs the shipped ``recipes/cifar10_distill.yaml`` as a user does (teacher A's weights, the sample's path
+``*_kd`` add Hinton KD on the teacher's class logits (T = 4; ``_t1``: T = 1) beside its features; ``kd`` has the logits
+term alone. ``recipe`` runs the shipped ``recipes/cifar10_distill.yaml`` as a user does (teacher A's weights, the sample's path
 and the seed set; its own 30 epochs unless ``--epochs`` is given).
 Usage: python bench_distill_transfer.py [variant ...] [--seed=N] [--epochs=N] (every run of one call, the plain
 loop too, at the same budget; default 6)
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 import torchvision
 from torchvision.transforms.v2 import RandomResizedCrop
 
-from common import CIFAR_NPZ as NPZ, HAND, emit, option, pad_crop_flip
+from common import CIFAR_NPZ as NPZ, DATA_TAG, HAND, emit, option, pad_crop_flip
 from mvmr.config import build_recipe
 from mvmr.engine import pretrain
 from mvmr.eval import knn_classify
@@ -79,7 +80,7 @@ def cutout(x: torch.Tensor, g: torch.Generator, size: int = 8) -> torch.Tensor:
 
 def teacher(data, which: str = "a") -> Path:
     """Train (or reuse) a supervised teacher; returns its full classifier state_dict file."""
-    path = CACHE / ("teacher_resnet18_cifar10mini.pt" if which == "a" else f"teacher_{which}_resnet18_cifar10mini.pt")
+    path = CACHE / (f"teacher_resnet18_{DATA_TAG}.pt" if which == "a" else f"teacher_{which}_resnet18_{DATA_TAG}.pt")
     if path.is_file():
         return path
     x, y, xt, yt = data
@@ -111,6 +112,18 @@ def teacher(data, which: str = "a") -> Path:
     return path
 
 
+def ensemble_accuracy(paths: list[Path], data) -> float:
+    """Test accuracy of the teachers' averaged softmax (what a logits ensemble holds, beside their features' k-NN)."""
+    models = []
+    for path in paths:
+        model, norm = resnet18()
+        model.load_state_dict(torch.load(path, weights_only=True))
+        models.append(model.eval())
+    with torch.no_grad():
+        probs = torch.cat([sum(F.softmax(m(norm(b)), 1) for m in models) for b in data[2].split(500)])
+    return 100 * (probs.argmax(1) == data[3]).float().mean().item()
+
+
 def teacher_encoder(path: Path):
     """images -> the teacher's penultimate features."""
     model, norm = resnet18()
@@ -125,16 +138,27 @@ def flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return x
 
 
-def plain_baseline(data, teacher_path: Path, seed: int, lr: float = 1e-3) -> float:
-    """The ~30-line loop the issue measured: cosine regression through a 2-layer predictor, one shared view."""
+def teacher_classifier(path: Path):
+    """images -> the teacher's class logits."""
+    model, norm = resnet18()
+    model.load_state_dict(torch.load(path, weights_only=True))
+    model.eval()
+    return lambda b: model(norm(b))
+
+
+def plain_baseline(data, teacher_path: Path, seed: int, lr: float = 1e-3, kd: bool = False) -> float:
+    """The ~30-line loop the issue measured: cosine regression through a 2-layer predictor, one shared view. With
+    ``kd`` the loop a user who knows Hinton KD writes instead: KL at T = 4 to the teacher's logits through a linear
+    head."""
     x = data[0]
     _, norm = resnet18()
-    t_encode = teacher_encoder(teacher_path)
+    t_encode = teacher_classifier(teacher_path) if kd else teacher_encoder(teacher_path)
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     student = torchvision.models.resnet18()
     student.fc = torch.nn.Identity()
-    head = torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.BatchNorm1d(1024), torch.nn.ReLU(), torch.nn.Linear(1024, 512))
+    head = (torch.nn.Linear(512, 10) if kd else
+            torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.BatchNorm1d(1024), torch.nn.ReLU(), torch.nn.Linear(1024, 512)))
     params = list(student.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=EPOCHS * (len(x) // BATCH))
@@ -144,7 +168,11 @@ def plain_baseline(data, teacher_path: Path, seed: int, lr: float = 1e-3) -> flo
             view = pad_crop_flip(x[idx], g)
             with torch.no_grad():
                 target = t_encode(view)
-            loss = 1 - F.cosine_similarity(head(student(norm(view))), target, dim=1).mean()
+            out = head(student(norm(view)))
+            if kd:
+                loss = 16 * F.kl_div(F.log_softmax(out / 4, 1), F.log_softmax(target / 4, 1), reduction="batchmean", log_target=True)
+            else:
+                loss = 1 - F.cosine_similarity(out, target, dim=1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -164,6 +192,15 @@ def teacher_term(path: Path, name: str = "torchvision:resnet18", size: int = 32,
     params = {"weights": str(path), "size": size, "crop_pct": 1.0, "mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
     kind = {} if name == "torchvision:resnet18" else {"provider": "torchvision:resnet18"}
     return {name: {"weight": 1.0, **kind, "params": params, **how}}
+
+
+def logits_term(path: Path, name: str, temperature: float = 4.0, weight: float = 1.0) -> dict:
+    """Hinton KD on a teacher's class logits (``output: logits``, ``objective: kd``), on the student's view."""
+    term = teacher_term(path, name, objective="kd", view="augmented", representation="backbone",
+                        objective_params={"temperature": temperature})
+    term[name].update(provider="torchvision:resnet18", weight=weight)
+    term[name]["params"]["output"] = "logits"
+    return term
 
 
 def variants(paths: dict[str, Path]) -> dict[str, dict]:
@@ -225,6 +262,14 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         "multi_radio_ln_mix": radio(teachers=("a", "b"), mixup=1.0),
         "radio_ln_local2": radio(loss={**NO_VIEW_TERMS, **LOCAL2}),
         "radio_ln_local2_mix": radio(loss={**NO_VIEW_TERMS, **LOCAL2}, mixup=1.0),
+        # the teacher's class logits beside its features (Hinton KD, T = 4): the class structure k-NN reads
+        "radio_ln_kd": radio(extra=logits_term(path, "teacher_a_logits")),
+        "radio_ln_kd_t1": radio(extra=logits_term(path, "teacher_a_logits", temperature=1.0)),
+        "kd": radio(teachers=(), extra=logits_term(path, "teacher_a_logits")),
+        "multi_kd_ac": radio(teachers=(), extra={**logits_term(path, "teacher_a_logits"),
+                                                 **logits_term(paths["c"], "teacher_c_logits")}) | {"teachers": ("a", "c")},
+        "multi_radio_ln_kd_ac": radio(teachers=("a", "c"), extra={**logits_term(path, "teacher_a_logits"),
+                                                                  **logits_term(paths["c"], "teacher_c_logits")}),
         # dense features (#20 item 3): at 32 px both ResNets end on a 1x1 map, so these run at 64 px (a 2x2 grid)
         "radio_ln_64": radio(size=64),
         "radio_ln_spatial_64": radio(size=64, spatial=True),
@@ -279,13 +324,16 @@ if __name__ == "__main__":
         emit(bench="distill_transfer", variant="teachers", **{f"knn_{t}": round(v, 2) for t, v in knn.items()},
              knn_concatenated=round(knn_of(both(encoders["a"], encoders["b"]), data), 2),
              knn_concatenated_ac=round(knn_of(both(encoders["a"], encoders["c"]), data), 2),
+             acc_a=round(ensemble_accuracy([paths["a"]], data), 2),
+             acc_ensemble_ab=round(ensemble_accuracy([paths["a"], paths["b"]], data), 2),
+             acc_ensemble_ac=round(ensemble_accuracy([paths["a"], paths["c"]], data), 2),
              knn_a_at_64px=round(knn_of(lambda b: encoders["a"](F.interpolate(b, size=64, mode="bilinear")), data), 2))
     table = variants(paths)
     for name in [a for a in args if a != "teachers"] or ([] if args else ["plain_baseline", *table]):
         started = time.perf_counter()
-        if name.startswith("plain_baseline"):
+        if name.startswith(("plain_baseline", "plain_kd")):
             lr = float(name.split("_lr")[1]) if "_lr" in name else 1e-3
-            student, init = plain_baseline(data, paths["a"], SEED, lr), None
+            student, init = plain_baseline(data, paths["a"], SEED, lr, kd=name.startswith("plain_kd")), None
         elif name == "recipe":
             tree = shipped_tree("cifar10_distill", paths["a"], SEED)
             summary = run_mvmr(tree)
@@ -294,8 +342,8 @@ if __name__ == "__main__":
             tree = variant_tree(table[name], SEED)
             summary = run_mvmr(tree)
             student, init = summary["knn_top1"], summary.get("knn_top1_at_init")
-        best = max(knn[t] for t in table.get(name, {}).get("teachers", ("a",)))  # the best teacher it distils
-        epochs = EPOCHS if name.startswith("plain_baseline") else tree["optim"]["epochs"]
+        best = max(knn[t] for t in table.get(name, {}).get("teachers") or ("a",))  # the best teacher it distils
+        epochs = EPOCHS if name.startswith(("plain_baseline", "plain_kd")) else tree["optim"]["epochs"]
         emit(bench="distill_transfer", variant=name, seed=SEED, epochs=epochs, student_knn=round(student, 2),
              teacher_knn=round(best, 2), ratio=round(student / best, 3),
              student_knn_at_init=None if init is None else round(init, 2),

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from common import CIFAR_NPZ as NPZ, emit, option, pad_crop_flip
+from common import CIFAR_NPZ as NPZ, DATA_TAG, emit, option, pad_crop_flip
 import mvmr
 
 positional = [a for a in sys.argv[1:] if not a.startswith("--")]
@@ -104,10 +104,10 @@ def label_free_teacher() -> Path:
     if TEACHER == "mira":
         tree = read_recipe_tree(resolve_recipe("cifar10_mira"))
         tree["data"]["root"], tree["trainer"]["progress"] = str(NPZ), False
-        name = f"mira_label_free_cifar10mini_e{tree['optim']['epochs']}.pt"
+        name = f"mira_label_free_{DATA_TAG}_e{tree['optim']['epochs']}.pt"
     else:
         tree = cifar_tree(TEACHER_EPOCHS, method="mvmr", providers=HAND, student={"zero_init_residual": False})
-        name = f"mvmr_label_free_cifar10mini_e{TEACHER_EPOCHS}.pt"
+        name = f"mvmr_label_free_{DATA_TAG}_e{TEACHER_EPOCHS}.pt"
     path = Path(__file__).resolve().parent / ".cache" / name
     if not path.is_file():
         started = time.perf_counter()

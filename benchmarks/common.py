@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -75,7 +76,10 @@ def pad_crop_flip(x: "torch.Tensor", g: "torch.Generator", pad: int = 4) -> "tor
     return out
 
 
-CIFAR_NPZ = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini.npz"
+# The shared CIFAR-10 sample; MVMR_BENCH_NPZ=PATH runs the CIFAR benchmarks on another npz of the same keys (a
+# held-out subset). Trained teachers are cached under the file's name (DATA_TAG), so two files never share one.
+CIFAR_NPZ = Path(os.environ.get("MVMR_BENCH_NPZ", Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini.npz"))
+DATA_TAG = CIFAR_NPZ.stem.replace("-", "")
 # The hand-crafted providers every CIFAR benchmark uses (the quickstart's): pixels, local std, HOG.
 HAND = {"pixels": {"weight": 1.0}, "lsd": {"weight": 1.0},
         "hog": {"weight": 1.0, "params": {"orientations": 12, "pixels_per_cell": 8, "cells_per_block": 2}}}
