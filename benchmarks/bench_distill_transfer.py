@@ -15,9 +15,9 @@ Variants ending in ``_b`` (``_c``) distil teacher B (C), ``multi_*`` teachers A 
 teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
 student's mixed image, Beyer et al. 2022); ``*_64`` run student and teacher on the images resized to 64 px, where
 both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it beside the summary one.
-``*_kd`` add Hinton KD on the teacher's class logits (T = 4; ``_t1``: T = 1) beside its features; ``kd`` has the logits
-term alone. ``recipe`` runs the shipped ``recipes/cifar10_distill.yaml`` as a user does (teacher A's weights, the sample's path
-and the seed set; its own 30 epochs unless ``--epochs`` is given).
+``*_kd`` add Hinton KD on the teacher's class logits (T = 4; ``_t1``: T = 1) beside its features; ``kd`` has the
+logits term alone. ``recipe`` runs the shipped ``recipes/cifar10_distill.yaml`` as a user does (teacher A's weights,
+the sample's path and the seed set; its own 30 epochs unless ``--epochs`` is given).
 Usage: python bench_distill_transfer.py [variant ...] [--seed=N] [--epochs=N] (every run of one call, the plain
 loop too, at the same budget; default 6)
 """
@@ -158,7 +158,8 @@ def plain_baseline(data, teacher_path: Path, seed: int, lr: float = 1e-3, kd: bo
     student = torchvision.models.resnet18()
     student.fc = torch.nn.Identity()
     head = (torch.nn.Linear(512, 10) if kd else
-            torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.BatchNorm1d(1024), torch.nn.ReLU(), torch.nn.Linear(1024, 512)))
+            torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.BatchNorm1d(1024), torch.nn.ReLU(),
+                                torch.nn.Linear(1024, 512)))
     params = list(student.parameters()) + list(head.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=EPOCHS * (len(x) // BATCH))
@@ -170,7 +171,8 @@ def plain_baseline(data, teacher_path: Path, seed: int, lr: float = 1e-3, kd: bo
                 target = t_encode(view)
             out = head(student(norm(view)))
             if kd:
-                loss = 16 * F.kl_div(F.log_softmax(out / 4, 1), F.log_softmax(target / 4, 1), reduction="batchmean", log_target=True)
+                loss = 16 * F.kl_div(F.log_softmax(out / 4, 1), F.log_softmax(target / 4, 1), reduction="batchmean",
+                                     log_target=True)
             else:
                 loss = 1 - F.cosine_similarity(out, target, dim=1).mean()
             opt.zero_grad(set_to_none=True)
@@ -268,6 +270,8 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         "kd": radio(teachers=(), extra=logits_term(path, "teacher_a_logits")),
         "multi_kd_ac": radio(teachers=(), extra={**logits_term(path, "teacher_a_logits"),
                                                  **logits_term(paths["c"], "teacher_c_logits")}) | {"teachers": ("a", "c")},
+        "multi_kd_ac_c03": radio(teachers=(), extra={**logits_term(path, "teacher_a_logits"), **logits_term(
+            paths["c"], "teacher_c_logits", weight=0.3)}) | {"teachers": ("a", "c")},  # the balance: C at 0.3
         "multi_radio_ln_kd_ac": radio(teachers=("a", "c"), extra={**logits_term(path, "teacher_a_logits"),
                                                                   **logits_term(paths["c"], "teacher_c_logits")}),
         # dense features (#20 item 3): at 32 px both ResNets end on a 1x1 map, so these run at 64 px (a 2x2 grid)

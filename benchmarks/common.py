@@ -78,7 +78,8 @@ def pad_crop_flip(x: "torch.Tensor", g: "torch.Generator", pad: int = 4) -> "tor
 
 # The shared CIFAR-10 sample; MVMR_BENCH_NPZ=PATH runs the CIFAR benchmarks on another npz of the same keys (a
 # held-out subset). Trained teachers are cached under the file's name (DATA_TAG), so two files never share one.
-CIFAR_NPZ = Path(os.environ.get("MVMR_BENCH_NPZ", Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini.npz"))
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-mini.npz"
+CIFAR_NPZ = Path(os.environ.get("MVMR_BENCH_NPZ", SAMPLE))
 DATA_TAG = CIFAR_NPZ.stem.replace("-", "")
 # The hand-crafted providers every CIFAR benchmark uses (the quickstart's): pixels, local std, HOG.
 HAND = {"pixels": {"weight": 1.0}, "lsd": {"weight": 1.0},

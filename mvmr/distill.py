@@ -25,9 +25,9 @@ def with_teachers(providers: dict[str, dict[str, Any]], names: Optional[Sequence
     the recipe's teachers. A teacher the recipe already holds under that key keeps its entry; another starts from
     the recipe's first teacher's weight, objective, view, representation, standardisation and objective params,
     with its own (empty) params, but for how the first is read (``output: logits``: a teacher that has no logits
-    to give is refused unless ``objective`` replaces the recipe's). ``weights`` (none, or one per teacher, in order) sets each one's local weight
-    file; ``objective`` every teacher's objective (with the objective's default params). Extractors stay as they
-    are."""
+    to give is refused unless ``objective`` replaces the recipe's). ``weights`` (none, or one per teacher, in
+    order) sets each one's local weight file; ``objective`` every teacher's objective (with the objective's default
+    params). Extractors stay as they are."""
     old = teacher_entries(providers)
     for name in names or ():
         teachers.lookup(name)  # an unknown teacher: one clear line, with the closest name
