@@ -112,16 +112,12 @@ def teacher(data, which: str = "a") -> Path:
     return path
 
 
-def ensemble_accuracy(paths: list[Path], data) -> float:
-    """Test accuracy of the teachers' averaged softmax (what a logits ensemble holds, beside their features' k-NN)."""
-    models = []
-    for path in paths:
-        model, norm = resnet18()
-        model.load_state_dict(torch.load(path, weights_only=True))
-        models.append(model.eval())
-    with torch.no_grad():
-        probs = torch.cat([sum(F.softmax(m(norm(b)), 1) for m in models) for b in data[2].split(500)])
-    return 100 * (probs.argmax(1) == data[3]).float().mean().item()
+def teacher_classifier(path: Path):
+    """images -> the teacher's class logits."""
+    model, norm = resnet18()
+    model.load_state_dict(torch.load(path, weights_only=True))
+    model.eval()
+    return lambda b: model(norm(b))
 
 
 def teacher_encoder(path: Path):
@@ -132,18 +128,18 @@ def teacher_encoder(path: Path):
     return lambda b: backbone(norm(b))
 
 
+def ensemble_accuracy(paths: list[Path], data) -> float:
+    """Test accuracy of the teachers' averaged softmax (what a logits ensemble holds, beside their features' k-NN)."""
+    classifiers = [teacher_classifier(p) for p in paths]
+    with torch.no_grad():
+        probs = torch.cat([sum(F.softmax(c(b), 1) for c in classifiers) for b in data[2].split(500)])
+    return 100 * (probs.argmax(1) == data[3]).float().mean().item()
+
+
 def flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     mask = torch.rand(len(x), generator=g) < 0.5
     x[mask] = x[mask].flip(-1)
     return x
-
-
-def teacher_classifier(path: Path):
-    """images -> the teacher's class logits."""
-    model, norm = resnet18()
-    model.load_state_dict(torch.load(path, weights_only=True))
-    model.eval()
-    return lambda b: model(norm(b))
 
 
 def plain_baseline(data, teacher_path: Path, seed: int, lr: float = 1e-3, kd: bool = False) -> float:
@@ -200,7 +196,7 @@ def logits_term(path: Path, name: str, temperature: float = 4.0, weight: float =
     """Hinton KD on a teacher's class logits (``output: logits``, ``objective: kd``), on the student's view."""
     term = teacher_term(path, name, objective="kd", view="augmented", representation="backbone",
                         objective_params={"temperature": temperature})
-    term[name].update(provider="torchvision:resnet18", weight=weight)
+    term[name]["weight"] = weight  # name is a label: teacher_term set provider: torchvision:resnet18
     term[name]["params"]["output"] = "logits"
     return term
 
@@ -227,6 +223,10 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         return {"providers": {**terms, **(extra or {})}, "loss": loss, "augment": {**PAD, "pad": 4 * size // 32},
                 "student": NO_ZERO_INIT, "optim": {"lr": 2e-3}, "data": {"mixup": mixup, "image_size": size},
                 "teachers": teachers}
+
+    def logits_ac(weight_c: float = 1.0) -> dict:
+        """KD terms on teachers A's and C's logits, C's at ``weight_c``."""
+        return {**logits_term(path, "teacher_a_logits"), **logits_term(paths["c"], "teacher_c_logits", weight=weight_c)}
 
     return {
         "no_teacher": {"providers": HAND, "loss": {}, "augment": None},
@@ -268,12 +268,9 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         "radio_ln_kd": radio(extra=logits_term(path, "teacher_a_logits")),
         "radio_ln_kd_t1": radio(extra=logits_term(path, "teacher_a_logits", temperature=1.0)),
         "kd": radio(teachers=(), extra=logits_term(path, "teacher_a_logits")),
-        "multi_kd_ac": radio(teachers=(), extra={**logits_term(path, "teacher_a_logits"),
-                                                 **logits_term(paths["c"], "teacher_c_logits")}) | {"teachers": ("a", "c")},
-        "multi_kd_ac_c03": radio(teachers=(), extra={**logits_term(path, "teacher_a_logits"), **logits_term(
-            paths["c"], "teacher_c_logits", weight=0.3)}) | {"teachers": ("a", "c")},  # the balance: C at 0.3
-        "multi_radio_ln_kd_ac": radio(teachers=("a", "c"), extra={**logits_term(path, "teacher_a_logits"),
-                                                                  **logits_term(paths["c"], "teacher_c_logits")}),
+        "multi_kd_ac": radio(teachers=(), extra=logits_ac()) | {"teachers": ("a", "c")},
+        "multi_kd_ac_c03": radio(teachers=(), extra=logits_ac(0.3)) | {"teachers": ("a", "c")},  # the balance
+        "multi_radio_ln_kd_ac": radio(teachers=("a", "c"), extra=logits_ac()),
         # dense features (#20 item 3): at 32 px both ResNets end on a 1x1 map, so these run at 64 px (a 2x2 grid)
         "radio_ln_64": radio(size=64),
         "radio_ln_spatial_64": radio(size=64, spatial=True),

@@ -55,11 +55,9 @@ def timm_teacher(spec: str, pretrained: str = "default", weights: Optional[str] 
     own = {"size": cfg["input_size"][-1], "crop_pct": cfg.get("crop_pct", 1.0), "mean": cfg["mean"], "std": cfg["std"],
            "interpolation": cfg.get("interpolation") if cfg.get("interpolation") in ("bicubic", "bilinear") else "bilinear"}
     p = _preprocess(own, size, crop_pct, mean, std, interpolation)
-    if output == "logits":
-        return FrozenEncoder(model, model.num_classes, p["size"], p["mean"], p["std"], p["interpolation"],
-                             p["crop_pct"], half, encode=model, weights_id=weights_id and weights_id + ":logits")
-    return FrozenEncoder(model, model.num_features, p["size"], p["mean"], p["std"], p["interpolation"], p["crop_pct"],
-                         half, weights_id=weights_id)
+    logits = output == "logits"
+    return FrozenEncoder(model, model.num_classes if logits else model.num_features, p["size"], p["mean"], p["std"],
+                         p["interpolation"], p["crop_pct"], half, **_read(model, logits, weights_id))
 
 
 @mvmr.register_teacher("torchvision", family=True)
@@ -84,11 +82,15 @@ def torchvision_teacher(spec: str, pretrained: str = "DEFAULT", weights: Optiona
     if weights is not None:
         load_strict(model, weights, f"teacher 'torchvision:{spec}'")
         weights_id = "file:" + file_digest(Path(weights).expanduser())
-    if logits:  # the summary is the head's output, not the map's pool: encode says so (summary_pools_map is False)
-        weights_id = weights_id and weights_id + ":logits"
-        return FrozenEncoder(model, dim, size, mean, std, interpolation, crop_pct, half, encode=model,
-                             weights_id=weights_id)
-    return FrozenEncoder(model, dim, size, mean, std, interpolation, crop_pct, half, weights_id=weights_id)
+    return FrozenEncoder(model, dim, size, mean, std, interpolation, crop_pct, half, **_read(model, logits, weights_id))
+
+
+def _read(model, logits: bool, weights_id: Optional[str]) -> dict:
+    """FrozenEncoder's keywords for a classifier read as features or as logits: for logits the summary is the head's
+    output (``encode``, so it is never taken as the map's pool) and the weights' id says so (its own cache)."""
+    if not logits:
+        return {"weights_id": weights_id}
+    return {"encode": model, "weights_id": weights_id and weights_id + ":logits"}
 
 
 def _classes_in(weights: str, spec: str) -> int:

@@ -13,7 +13,7 @@ loss`` (lower is better), registered by name in ``mvmr.registry.objectives`` (en
 - ``seed``: SEED / DisCo-style similarity distillation (Fang et al. 2021): the student matches the teacher's
   softmax similarity distribution over the batch and a queue of past teacher features.
 - ``kd``: Hinton et al.'s soft targets: KL(softmax(t/T) ‖ softmax(head(s)/T))·T² through a linear head, for a
-  teacher read as class logits (``params: {output: logits}`` of a ``torchvision:`` classifier).
+  teacher read as class logits (``params: {output: logits}`` of a ``torchvision:`` or ``timm:`` classifier).
 Objectives with state (predictors, the queue) are checkpointed with the method. The regression objectives
 (``per_location = True``) also take dense features: ``ProviderTerms`` hands them one row per location of the
 teacher's grid (``representation: spatial``), so their adaptor is a per-location MLP (a 1×1 convolution).
