@@ -8,13 +8,17 @@ torchvision init, ``TEACHER_EPOCHS`` epochs; cached in benchmarks/.cache), loade
 the features by cos + smooth-L1 through RADIO's adaptor on layer-normed teacher features. ``--teacher=mira``: the
 shipped ``cifar10_mira`` recipe instead (MIRA + MV-MR hybrid, 25 epochs, the same 10,000 images, no labels).
 ``--unlabelled``: each step the regulariser also reads a batch drawn from all 10,000 train images (their labels are
-never loaded), the semi-supervised use: the cross-entropy sees the 1,000 labelled images only. ``--finetune``: the
+never loaded), the semi-supervised use: the cross-entropy sees the 1,000 labelled images only; ``--mu=N`` reads N
+times as many unlabelled images as labelled ones (FixMatch's mu). ``--anneal``: the regulariser's weight follows a
+cosine from its value to 0 over the run, so the student follows the teacher first and the labels alone last. ``--finetune``: the
 peer a user would try first, no regulariser: fine-tune the label-free checkpoint's backbone with the 1,000 labels.
 How the teacher term ties: ``--objective=dcor`` (1 − dCor, no head) instead of cos + smooth-L1, ``--hidden=0`` a
-linear adaptor instead of RADIO's MLP (2048 wide).
+linear adaptor instead of RADIO's MLP (2048 wide), ``--adaptor=identity`` none (with ``--finetune`` and
+``--standardize=none``: DELTA's tie of the fine-tuned features to those of the model it started from).
 Usage: python bench_regularizer.py [epochs] [weights, comma-separated] [--teacher] [--unlabelled] [--finetune]
-[--teacher=mira] [--objective=NAME] [--hidden=N]   (one JSON line per variant)
+[--teacher=mira] [--objective=NAME] [--hidden=N] [--mu=N] [--anneal]   (one JSON line per variant)
 """
+import math
 import statistics
 import sys
 import time
@@ -32,7 +36,8 @@ positional = [a for a in sys.argv[1:] if not a.startswith("--")]
 epochs = int(positional[0]) if positional else 30
 weights = [float(w) for w in (positional[1] if len(positional) > 1 else "0,1").split(",")]
 TEACHER_EPOCHS = 20
-UNLABELLED, FINETUNE = "--unlabelled" in sys.argv, "--finetune" in sys.argv
+UNLABELLED, FINETUNE, ANNEAL = "--unlabelled" in sys.argv, "--finetune" in sys.argv, "--anneal" in sys.argv
+MU = option("mu", 1)  # unlabelled images per labelled one in a step (FixMatch's mu), with --unlabelled
 TEACHER = option("teacher", "mvmr")  # which label-free teacher: bench's MV-MR run, or the cifar10_mira recipe
 USE_TEACHER = any(a == "--teacher" or a.startswith("--teacher=") for a in sys.argv[1:])
 PROVIDERS = {"pixels": {}, "hog": {"params": {"orientations": 9, "pixels_per_cell": 8, "cells_per_block": 2}},
@@ -70,16 +75,19 @@ def train(weight: float, seed: int, data) -> float:
     steps = epochs * (len(x) // 125)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps)
     model.train()
+    step = 0
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=g).split(125):
             images = pad_crop_flip(x[idx], g)
-            if UNLABELLED and reg is not None:  # as many again from all train images, for the regulariser only
-                extra = torch.randint(len(unlabelled), (len(idx),), generator=g_unlabelled)
+            if UNLABELLED and reg is not None:  # MU times as many from all train images, for the regulariser only
+                extra = torch.randint(len(unlabelled), (MU * len(idx),), generator=g_unlabelled)
                 images = torch.cat([images, pad_crop_flip(unlabelled[extra], g_unlabelled)])
             features = embed(images)
             loss = F.cross_entropy(fc(features[: len(idx)]), y[idx])
-            if reg is not None:
-                loss = loss + reg(images, features)[0]
+            if reg is not None:  # --anneal: the weight follows a cosine from its value to 0 (distil, then free)
+                scale = 0.5 * (1.0 + math.cos(math.pi * step / steps)) if ANNEAL else 1.0
+                loss = loss + scale * reg(images, features)[0]
+            step += 1
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -123,15 +131,19 @@ def label_free_teacher() -> Path:
 
 
 if USE_TEACHER:
-    head = {} if option("hidden") is None else {"objective_params": {"hidden": int(option("hidden"))}}
-    PROVIDERS = {f"mvmr:{label_free_teacher()}": {"objective": option("objective", "cos_smoothl1"), **head,
-                                                   "standardize": "layernorm", "representation": "backbone"}}
+    head = {k: v for k, v in {"hidden": option("hidden") and int(option("hidden")),
+                              "adaptor": option("adaptor")}.items() if v is not None}
+    PROVIDERS = {f"mvmr:{label_free_teacher()}": {"objective": option("objective", "cos_smoothl1"),
+                                                   **({"objective_params": head} if head else {}),
+                                                   "standardize": option("standardize", "layernorm"),
+                                                   "representation": "backbone"}}
 data = load()
 for weight in weights:
     t0, accs = time.perf_counter(), [train(weight, seed, data) for seed in (0, 1, 2)]
     emit(bench="regularizer", providers=[Path(n).name for n in sorted(PROVIDERS)] if weight else [], weight=weight, labelled=len(data[0]),
-         unlabelled=len(data[4]) if UNLABELLED and weight else 0, init="label_free_teacher" if FINETUNE else "random",
-         tie={k: v for k, v in next(iter(PROVIDERS.values())).items() if k in ("objective", "objective_params")}
+         unlabelled=len(data[4]) if UNLABELLED and weight else 0, mu=MU if UNLABELLED and weight else 0,
+         anneal=ANNEAL and bool(weight), init="label_free_teacher" if FINETUNE else "random",
+         tie={k: v for k, v in next(iter(PROVIDERS.values())).items() if k in ("objective", "objective_params", "standardize")}
          if weight and USE_TEACHER else None, teacher=Path(label_free_teacher()).name if (USE_TEACHER and weight) or FINETUNE else None,
          epochs=epochs, seeds=3, test_acc_mean=round(statistics.mean(accs), 2), test_acc_std=round(statistics.stdev(accs), 2),
          test_accs=[round(a, 2) for a in accs], minutes_per_run=round((time.perf_counter() - t0) / 180, 2),

@@ -73,6 +73,18 @@ def test_cos_smoothl1_is_zero_at_a_perfect_adaptor_and_refuses_bad_weights():
         predictor(5, 5, 8, "mlp")
 
 
+def test_identity_adaptor_ties_the_features_themselves_and_needs_equal_widths():
+    """adaptor: identity has no parameters: the loss is the objective on (s, t) as given, 0 at s = t and > 0 off."""
+    s, t = _pair(ds=5, dt=5)
+    obj = CosineSmoothL1(5, 5, adaptor="identity")
+    assert list(obj.parameters()) == []
+    assert obj(s, s).item() < 1e-6
+    cos = F.cosine_similarity(s, t, dim=1).mean()
+    assert abs(obj(s, t).item() - ((1 - cos) + F.smooth_l1_loss(s, t)).item()) < 1e-6
+    with pytest.raises(ValueError, match="adaptor 'identity' needs the student's width to equal the teacher's"):
+        CosineSmoothL1(6, 5, adaptor="identity")
+
+
 # standardisation ----------------------------------------------------------------------------------------------
 def test_layernorm_standardisation_is_a_per_row_z_score():
     t = torch.randn(7, 9) * 5 + 3

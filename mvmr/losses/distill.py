@@ -45,15 +45,21 @@ def build_objective(provider: str, name: str, student_dim: int, teacher_dim: int
         raise ConfigError(f"{where}: objective '{name}': {exc}") from None
 
 
-ADAPTORS = ("bn", "radio")
+ADAPTORS = ("bn", "radio", "identity")
 
 
 def predictor(in_dim: int, out_dim: int, hidden: int = 0, adaptor: str = "bn") -> nn.Module:
     """Linear with ``hidden`` = 0; else Linear → BN → ReLU → Linear (``bn``, the SimSiam/BYOL predictor) or
     Linear → LayerNorm → GELU → Linear (``radio``, AM-RADIO's per-teacher adaptor): maps the student's space onto the
-    teacher's."""
+    teacher's. ``identity``: no head, for a student already in the teacher's space (a fine-tuning tied to the
+    features of the model it started from, as DELTA does), so the term is 0 at the start."""
     if adaptor not in ADAPTORS:
         raise ValueError(f"adaptor must be one of {', '.join(ADAPTORS)}, got {adaptor!r}")
+    if adaptor == "identity":
+        if in_dim != out_dim:
+            raise ValueError(f"adaptor 'identity' needs the student's width to equal the teacher's, got {in_dim} "
+                             f"and {out_dim}; use adaptor: radio or bn")
+        return nn.Identity()
     if hidden <= 0:
         return nn.Linear(in_dim, out_dim)
     norm, act = (nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)) if adaptor == "bn" else (nn.LayerNorm(hidden), nn.GELU())
