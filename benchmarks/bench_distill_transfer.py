@@ -3,15 +3,17 @@
 1. Supervised teachers, trained with labels in plain PyTorch and cached in benchmarks/.cache/: teacher A, ResNet-18
    (standard stem, 32 px; 10 epochs, pad-4 crop + flip, Adam 1e-3 one-cycle, seed 0), and teacher B, the same
    network with other augmentations and seed (random resized crop, scale 0.35-1, + flip; seed 1), and teacher C,
-   teacher A's pad-4 crop + flip plus cutout (one 8x8 square zeroed, DeVries & Taylor 2017) and seed 2. Their test
+   teacher A's pad-4 crop + flip plus cutout (one 8x8 square zeroed, DeVries & Taylor 2017) and seed 2, and teacher
+   D, C's augmentation with seed 3 and 20 epochs (cutout wants a longer schedule): a second kind of teacher as
+   strong as A, for the many-teacher goal. Their test
    accuracy and k-NN are printed, and the k-NN of two teachers' features side by side (what an ensemble holds).
 2. Label-free distillation into a ResNet-18 student through mvmr (``mvmr.engine.pretrain``), every objective at
    the same budget (6 epochs, batch 128, Adam 1e-3), k-NN (k=20, T=0.07) of the student's backbone features.
 3. Baselines: random init, the no-teacher MV-MR run (hand-crafted providers), and a plain ~30-line loop (cosine
    regression of the student's features onto the teacher's through a 2-layer predictor, both on one pad-crop-flip
    view); ``plain_kd_lr2e-3`` is the same loop with Hinton KD on the teacher's logits (T = 4, a linear head).
-Variants ending in ``_b`` (``_c``) distil teacher B (C), ``multi_*`` teachers A and B, ``multi_*_ac`` A and C
-(one term each, own adaptor and standardisation). ``*_local2`` add two 18-px student crops against the same
+Variants ending in ``_b`` (``_c``, ``_d``) distil teacher B (C, D), ``multi_*`` teachers A and B, ``multi_*_ac``
+(``_ad``) A and C (D) (one term each, own adaptor and standardisation). ``*_local2`` add two 18-px student crops against the same
 teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
 student's mixed image, Beyer et al. 2022); ``*_64`` run student and teacher on the images resized to 64 px, where
 both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it beside the summary one.
@@ -67,7 +69,8 @@ def knn_of(encode, data) -> float:
     return knn_classify(feats(x), y, feats(xt), yt)["top1"]
 
 
-TEACHERS = {"a": {"seed": 0, "crop": "pad"}, "b": {"seed": 1, "crop": "resized"}, "c": {"seed": 2, "crop": "cutout"}}
+TEACHERS = {"a": {"seed": 0, "crop": "pad"}, "b": {"seed": 1, "crop": "resized"}, "c": {"seed": 2, "crop": "cutout"},
+            "d": {"seed": 3, "crop": "cutout", "epochs": 20}}
 
 
 def cutout(x: torch.Tensor, g: torch.Generator, size: int = 8) -> torch.Tensor:
@@ -92,9 +95,10 @@ def teacher(data, which: str = "a") -> Path:
                "resized": lambda b: flip(torch.stack([resized(i) for i in b]), g)}[how["crop"]]
     model, norm = resnet18()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=10 * (len(x) // BATCH))
+    epochs = how.get("epochs", 10)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=epochs * (len(x) // BATCH))
     started = time.perf_counter()
-    for _ in range(10):
+    for _ in range(epochs):
         model.train()
         for idx in torch.randperm(len(x), generator=g)[: len(x) // BATCH * BATCH].split(BATCH):
             loss = F.cross_entropy(model(norm(augment(x[idx]))), y[idx])
@@ -224,9 +228,10 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
                 "student": NO_ZERO_INIT, "optim": {"lr": 2e-3}, "data": {"mixup": mixup, "image_size": size},
                 "teachers": teachers}
 
-    def logits_ac(weight_c: float = 1.0) -> dict:
-        """KD terms on teachers A's and C's logits, C's at ``weight_c``."""
-        return {**logits_term(path, "teacher_a_logits"), **logits_term(paths["c"], "teacher_c_logits", weight=weight_c)}
+    def logits_with(other: str, weight: float = 1.0) -> dict:
+        """KD terms on teacher A's logits and another teacher's, the other's at ``weight``."""
+        return {**logits_term(path, "teacher_a_logits"),
+                **logits_term(paths[other], f"teacher_{other}_logits", weight=weight)}
 
     return {
         "no_teacher": {"providers": HAND, "loss": {}, "augment": None},
@@ -268,9 +273,11 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         "radio_ln_kd": radio(extra=logits_term(path, "teacher_a_logits")),
         "radio_ln_kd_t1": radio(extra=logits_term(path, "teacher_a_logits", temperature=1.0)),
         "kd": radio(teachers=(), extra=logits_term(path, "teacher_a_logits")),
-        "multi_kd_ac": radio(teachers=(), extra=logits_ac()) | {"teachers": ("a", "c")},
-        "multi_kd_ac_c03": radio(teachers=(), extra=logits_ac(0.3)) | {"teachers": ("a", "c")},  # the balance
-        "multi_radio_ln_kd_ac": radio(teachers=("a", "c"), extra=logits_ac()),
+        "multi_kd_ac": radio(teachers=(), extra=logits_with("c")) | {"teachers": ("a", "c")},
+        "multi_kd_ac_c03": radio(teachers=(), extra=logits_with("c", 0.3)) | {"teachers": ("a", "c")},  # the balance
+        "multi_radio_ln_kd_ac": radio(teachers=("a", "c"), extra=logits_with("c")),
+        "kd_d": radio(teachers=(), extra=logits_term(paths["d"], "teacher_d_logits")) | {"teachers": ("d",)},
+        "multi_kd_ad": radio(teachers=(), extra=logits_with("d")) | {"teachers": ("a", "d")},  # two of a strength
         # dense features (#20 item 3): at 32 px both ResNets end on a 1x1 map, so these run at 64 px (a 2x2 grid)
         "radio_ln_64": radio(size=64),
         "radio_ln_spatial_64": radio(size=64, spatial=True),
@@ -328,6 +335,9 @@ if __name__ == "__main__":
              acc_a=round(ensemble_accuracy([paths["a"]], data), 2),
              acc_ensemble_ab=round(ensemble_accuracy([paths["a"], paths["b"]], data), 2),
              acc_ensemble_ac=round(ensemble_accuracy([paths["a"], paths["c"]], data), 2),
+             acc_d=round(ensemble_accuracy([paths["d"]], data), 2),
+             acc_ensemble_ad=round(ensemble_accuracy([paths["a"], paths["d"]], data), 2),
+             knn_concatenated_ad=round(knn_of(both(encoders["a"], encoders["d"]), data), 2),
              knn_a_at_64px=round(knn_of(lambda b: encoders["a"](F.interpolate(b, size=64, mode="bilinear")), data), 2))
     table = variants(paths)
     for name in [a for a in args if a != "teachers"] or ([] if args else ["plain_baseline", *table]):
