@@ -11,7 +11,8 @@
    the same budget (6 epochs, batch 128, Adam 1e-3), k-NN (k=20, T=0.07) of the student's backbone features.
 3. Baselines: random init, the no-teacher MV-MR run (hand-crafted providers), and a plain ~30-line loop (cosine
    regression of the student's features onto the teacher's through a 2-layer predictor, both on one pad-crop-flip
-   view); ``plain_kd_lr2e-3`` is the same loop with Hinton KD on the teacher's logits (T = 4, a linear head).
+   view); ``plain_kd_lr2e-3`` is the same loop with Hinton KD on the teacher's logits (T = 4, a linear head);
+``plain_*_d`` run either loop against teacher D.
 Variants ending in ``_b`` (``_c``, ``_d``) distil teacher B (C, D), ``multi_*`` teachers A and B, ``multi_*_ac``
 (``_ad``) A and C (D) (one term each, own adaptor and standardisation). ``*_local2`` add two 18-px student crops against the same
 teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
@@ -342,9 +343,10 @@ if __name__ == "__main__":
     table = variants(paths)
     for name in [a for a in args if a != "teachers"] or ([] if args else ["plain_baseline", *table]):
         started = time.perf_counter()
+        plain_teacher = "d" if name.endswith("_d") else "a"  # plain_*_d: the loop against teacher D
         if name.startswith(("plain_baseline", "plain_kd")):
-            lr = float(name.split("_lr")[1]) if "_lr" in name else 1e-3
-            student, init = plain_baseline(data, paths["a"], SEED, lr, kd=name.startswith("plain_kd")), None
+            lr = float(name.split("_lr")[1].removesuffix("_d")) if "_lr" in name else 1e-3
+            student, init = plain_baseline(data, paths[plain_teacher], SEED, lr, kd=name.startswith("plain_kd")), None
         elif name == "recipe":
             tree = shipped_tree("cifar10_distill", paths["a"], SEED)
             summary = run_mvmr(tree)
@@ -353,7 +355,7 @@ if __name__ == "__main__":
             tree = variant_tree(table[name], SEED)
             summary = run_mvmr(tree)
             student, init = summary["knn_top1"], summary.get("knn_top1_at_init")
-        best = max(knn[t] for t in table.get(name, {}).get("teachers") or ("a",))  # the best teacher it distils
+        best = max(knn[t] for t in table.get(name, {}).get("teachers") or (plain_teacher,))  # the best it distils
         epochs = EPOCHS if name.startswith(("plain_baseline", "plain_kd")) else tree["optim"]["epochs"]
         emit(bench="distill_transfer", variant=name, seed=SEED, epochs=epochs, student_knn=round(student, 2),
              teacher_knn=round(best, 2), ratio=round(student / best, 3),
