@@ -4,18 +4,18 @@
    (standard stem, 32 px; 10 epochs, pad-4 crop + flip, Adam 1e-3 one-cycle, seed 0), and teacher B, the same
    network with other augmentations and seed (random resized crop, scale 0.35-1, + flip; seed 1), and teacher C,
    teacher A's pad-4 crop + flip plus cutout (one 8x8 square zeroed, DeVries & Taylor 2017) and seed 2, and teacher
-   D, C's augmentation with seed 3 and 20 epochs (cutout wants a longer schedule): a second kind of teacher as
-   strong as A, for the many-teacher goal. Their test
-   accuracy and k-NN are printed, and the k-NN of two teachers' features side by side (what an ensemble holds).
+   D, C's augmentation with seed 3 and 20 epochs (cutout wants a longer schedule): a second kind of teacher at
+   least as strong as A, for the many-teacher goal. Their test accuracy and k-NN are printed, and the k-NN of two
+   teachers' features side by side (what an ensemble holds).
 2. Label-free distillation into a ResNet-18 student through mvmr (``mvmr.engine.pretrain``), every objective at
    the same budget (6 epochs, batch 128, Adam 1e-3), k-NN (k=20, T=0.07) of the student's backbone features.
 3. Baselines: random init, the no-teacher MV-MR run (hand-crafted providers), and a plain ~30-line loop (cosine
    regression of the student's features onto the teacher's through a 2-layer predictor, both on one pad-crop-flip
    view); ``plain_kd_lr2e-3`` is the same loop with Hinton KD on the teacher's logits (T = 4, a linear head);
-``plain_*_d`` run either loop against teacher D.
+   ``plain_*_d`` run either loop against teacher D.
 Variants ending in ``_b`` (``_c``, ``_d``) distil teacher B (C, D), ``multi_*`` teachers A and B, ``multi_*_ac``
-(``_ad``) A and C (D) (one term each, own adaptor and standardisation). ``*_local2`` add two 18-px student crops against the same
-teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
+(``_ad``) A and C (D) (one term each, own adaptor and standardisation). ``*_local2`` add two 18-px student crops
+against the same teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
 student's mixed image, Beyer et al. 2022); ``*_64`` run student and teacher on the images resized to 64 px, where
 both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it beside the summary one.
 ``*_kd`` add Hinton KD on the teacher's class logits (T = 4; ``_t1``: T = 1) beside its features; ``kd`` has the

@@ -10,13 +10,14 @@ shipped ``cifar10_mira`` recipe instead (MIRA + MV-MR hybrid, 25 epochs, the sam
 ``--unlabelled``: each step the regulariser also reads a batch drawn from all 10,000 train images (their labels are
 never loaded), the semi-supervised use: the cross-entropy sees the 1,000 labelled images only; ``--mu=N`` reads N
 times as many unlabelled images as labelled ones (FixMatch's mu). ``--anneal``: the regulariser's weight follows a
-cosine from its value to 0 over the run, so the student follows the teacher first and the labels alone last. ``--finetune``: the
-peer a user would try first, no regulariser: fine-tune the label-free checkpoint's backbone with the 1,000 labels.
+cosine from its value to 0 over the run, so the student follows the teacher first and the labels alone last.
+``--finetune``: the peer a user would try first, no regulariser: fine-tune the label-free checkpoint's backbone
+with the 1,000 labels.
 How the teacher term ties: ``--objective=dcor`` (1 − dCor, no head) instead of cos + smooth-L1, ``--hidden=0`` a
 linear adaptor instead of RADIO's MLP (2048 wide), ``--adaptor=identity`` none (with ``--finetune`` and
 ``--standardize=none``: DELTA's tie of the fine-tuned features to those of the model it started from).
 Usage: python bench_regularizer.py [epochs] [weights, comma-separated] [--teacher] [--unlabelled] [--finetune]
-[--teacher=mira] [--objective=NAME] [--hidden=N] [--mu=N] [--anneal]   (one JSON line per variant)
+[--teacher=mira] [--objective=NAME] [--hidden=N] [--adaptor=NAME] [--standardize=MODE] [--mu=N] [--anneal]   (one JSON line per variant)
 """
 import math
 import statistics
