@@ -71,7 +71,7 @@ def knn_of(encode, data) -> float:
 
 
 TEACHERS = {"a": {"seed": 0, "crop": "pad"}, "b": {"seed": 1, "crop": "resized"}, "c": {"seed": 2, "crop": "cutout"},
-            "d": {"seed": 3, "crop": "cutout", "epochs": 20}}
+            "d": {"seed": 3, "crop": "cutout", "epochs": 20}, "e": {"seed": 4, "crop": "pad", "epochs": 20}}
 
 
 def cutout(x: torch.Tensor, g: torch.Generator, size: int = 8) -> torch.Tensor:
@@ -229,9 +229,9 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
                 "student": NO_ZERO_INIT, "optim": {"lr": 2e-3}, "data": {"mixup": mixup, "image_size": size},
                 "teachers": teachers}
 
-    def logits_with(other: str, weight: float = 1.0) -> dict:
-        """KD terms on teacher A's logits and another teacher's, the other's at ``weight``."""
-        return {**logits_term(path, "teacher_a_logits"),
+    def logits_with(other: str, weight: float = 1.0, first: str = "a") -> dict:
+        """KD terms on teacher ``first``'s logits and another teacher's, the other's at ``weight``."""
+        return {**logits_term(paths[first], f"teacher_{first}_logits"),
                 **logits_term(paths[other], f"teacher_{other}_logits", weight=weight)}
 
     return {
@@ -278,7 +278,10 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         "multi_kd_ac_c03": radio(teachers=(), extra=logits_with("c", 0.3)) | {"teachers": ("a", "c")},  # the balance
         "multi_radio_ln_kd_ac": radio(teachers=("a", "c"), extra=logits_with("c")),
         "kd_d": radio(teachers=(), extra=logits_term(paths["d"], "teacher_d_logits")) | {"teachers": ("d",)},
-        "multi_kd_ad": radio(teachers=(), extra=logits_with("d")) | {"teachers": ("a", "d")},  # two of a strength
+        "multi_kd_ad": radio(teachers=(), extra=logits_with("d")) | {"teachers": ("a", "d")},
+        "kd_d_mix": radio(teachers=(), extra=logits_term(paths["d"], "teacher_d_logits"), mixup=1.0) | {"teachers": ("d",)},
+        "kd_e": radio(teachers=(), extra=logits_term(paths["e"], "teacher_e_logits")) | {"teachers": ("e",)},
+        "multi_kd_de": radio(teachers=(), extra=logits_with("e", first="d")) | {"teachers": ("d", "e")},  # one strength
         # dense features (#20 item 3): at 32 px both ResNets end on a 1x1 map, so these run at 64 px (a 2x2 grid)
         "radio_ln_64": radio(size=64),
         "radio_ln_spatial_64": radio(size=64, spatial=True),
@@ -339,6 +342,9 @@ if __name__ == "__main__":
              acc_d=round(ensemble_accuracy([paths["d"]], data), 2),
              acc_ensemble_ad=round(ensemble_accuracy([paths["a"], paths["d"]], data), 2),
              knn_concatenated_ad=round(knn_of(both(encoders["a"], encoders["d"]), data), 2),
+             acc_e=round(ensemble_accuracy([paths["e"]], data), 2),
+             acc_ensemble_de=round(ensemble_accuracy([paths["d"], paths["e"]], data), 2),
+             knn_concatenated_de=round(knn_of(both(encoders["d"], encoders["e"]), data), 2),
              knn_a_at_64px=round(knn_of(lambda b: encoders["a"](F.interpolate(b, size=64, mode="bilinear")), data), 2))
     table = variants(paths)
     for name in [a for a in args if a != "teachers"] or ([] if args else ["plain_baseline", *table]):
