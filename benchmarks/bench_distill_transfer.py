@@ -5,22 +5,24 @@
    network with other augmentations and seed (random resized crop, scale 0.35-1, + flip; seed 1), and teacher C,
    teacher A's pad-4 crop + flip plus cutout (one 8x8 square zeroed, DeVries & Taylor 2017) and seed 2, and teacher
    D, C's augmentation with seed 3 and 20 epochs (cutout wants a longer schedule): a second kind of teacher at
-   least as strong as A, for the many-teacher goal. Their test accuracy and k-NN are printed, and the k-NN of two
-   teachers' features side by side (what an ensemble holds).
+   least as strong as A, for the many-teacher goal, and teacher E, A's augmentation with seed 4 and 20 epochs (no
+   cutout: D's other kind at D's schedule). Their test accuracy and k-NN are printed, and the k-NN of two teachers'
+   features side by side (what an ensemble holds).
 2. Label-free distillation into a ResNet-18 student through mvmr (``mvmr.engine.pretrain``), every objective at
    the same budget (6 epochs, batch 128, Adam 1e-3), k-NN (k=20, T=0.07) of the student's backbone features.
 3. Baselines: random init, the no-teacher MV-MR run (hand-crafted providers), and a plain ~30-line loop (cosine
    regression of the student's features onto the teacher's through a 2-layer predictor, both on one pad-crop-flip
    view); ``plain_kd_lr2e-3`` is the same loop with Hinton KD on the teacher's logits (T = 4, a linear head);
-   ``plain_*_d`` run either loop against teacher D.
-Variants ending in ``_b`` (``_c``, ``_d``) distil teacher B (C, D), ``multi_*`` teachers A and B, ``multi_*_ac``
-(``_ad``) A and C (D) (one term each, own adaptor and standardisation). ``*_local2`` add two 18-px student crops
+   ``plain_*_d`` (``_e``) run either loop against teacher D (E).
+Variants ending in ``_b`` (``_c``, ``_d``, ``_e``) distil teacher B (C, D, E), ``multi_*`` teachers A and B, ``multi_*_ac``
+(``_ad``) A and C (D), ``multi_*_de`` D and E (one term each, own adaptor and standardisation). ``*_local2`` add two 18-px student crops
 against the same teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
 student's mixed image, Beyer et al. 2022); ``*_64`` run student and teacher on the images resized to 64 px, where
 both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it beside the summary one.
 ``*_kd`` add Hinton KD on the teacher's class logits (T = 4; ``_t1``: T = 1) beside its features; ``kd`` has the
 logits term alone. ``recipe`` runs the shipped ``recipes/cifar10_distill.yaml`` as a user does (teacher A's weights,
-the sample's path and the seed set; its own 30 epochs unless ``--epochs`` is given).
+the sample's path and the seed set; its own 30 epochs unless ``--epochs`` is given); ``recipe_kd`` runs
+``recipes/cifar10_distill_kd.yaml``, and a ``_d`` (``_e``) ending either against teacher D (E).
 Usage: python bench_distill_transfer.py [variant ...] [--seed=N] [--epochs=N] (every run of one call, the plain
 loop too, at the same budget; default 6)
 """
@@ -349,12 +351,13 @@ if __name__ == "__main__":
     table = variants(paths)
     for name in [a for a in args if a != "teachers"] or ([] if args else ["plain_baseline", *table]):
         started = time.perf_counter()
-        plain_teacher = "d" if name.endswith("_d") else "a"  # plain_*_d: the loop against teacher D
+        suffix = name.rsplit("_", 1)[-1]
+        plain_teacher = suffix if suffix in TEACHERS else "a"  # plain_*_d: the loop against teacher D
         if name.startswith(("plain_baseline", "plain_kd")):
-            lr = float(name.split("_lr")[1].removesuffix("_d")) if "_lr" in name else 1e-3
+            lr = float(name.split("_lr")[1].split("_")[0]) if "_lr" in name else 1e-3
             student, init = plain_baseline(data, paths[plain_teacher], SEED, lr, kd=name.startswith("plain_kd")), None
-        elif name == "recipe":
-            tree = shipped_tree("cifar10_distill", paths["a"], SEED)
+        elif name.startswith("recipe"):  # recipe[_kd][_d]: the shipped cifar10_distill[_kd] against A (D)
+            tree = shipped_tree("cifar10_distill_kd" if "_kd" in name else "cifar10_distill", paths[plain_teacher], SEED)
             summary = run_mvmr(tree)
             student, init = summary["knn_top1"], summary.get("knn_top1_at_init")
         else:

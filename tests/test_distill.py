@@ -91,12 +91,14 @@ def test_student_checkpoint_as_teacher_and_cache_build(tmp_path):
     assert built.output.count("complete") == 3
 
 
-def test_cifar10_distill_recipe_on_npz_with_a_classifier_teacher(tmp_path, npz_path):
-    """The shipped CIFAR recipe, by name, with a full classifier checkpoint as the teacher (head dropped)."""
+@pytest.mark.parametrize("recipe, term", [("cifar10_distill", "cos_smoothl1"), ("cifar10_distill_kd", "kd")])
+def test_cifar10_distill_recipes_on_npz_with_a_classifier_teacher(tmp_path, npz_path, recipe, term):
+    """The shipped CIFAR recipes, by name, with a full classifier checkpoint as the teacher (read as features, head
+    dropped; or as class logits)."""
     import torchvision
 
     torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "teacher.pt")
-    args = ["distill", "--teacher", "torchvision:resnet18", "cifar10_distill", "--teacher-weights",
+    args = ["distill", "--teacher", "torchvision:resnet18", recipe, "--teacher-weights",
             str(tmp_path / "teacher.pt"), "--out", str(tmp_path / "run")]
     for o in [f"data.root={npz_path}", "optim.batch_size=8", "trainer.max_steps=2", "trainer.num_workers=0",
               "trainer.progress=false", "eval.knn_every=0", f"trainer.cache_dir={tmp_path / 'cache'}"]:
@@ -104,7 +106,7 @@ def test_cifar10_distill_recipe_on_npz_with_a_classifier_teacher(tmp_path, npz_p
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert "cos_smoothl1/torchvision:resnet18" in [r for r in records if "loss" in r][-1]
+    assert f"{term}/torchvision:resnet18" in [r for r in records if "loss" in r][-1]
 
 
 def test_with_teachers_replaces_the_teachers_and_keeps_their_term_settings(tmp_path):
