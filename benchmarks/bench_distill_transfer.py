@@ -15,7 +15,8 @@
    view); ``plain_kd_lr2e-3`` is the same loop with Hinton KD on the teacher's logits (T = 4, a linear head);
    ``plain_*_d`` (``_e``) run either loop against teacher D (E).
 Variants ending in ``_b`` (``_c``, ``_d``, ``_e``) distil teacher B (C, D, E), ``multi_*`` teachers A and B, ``multi_*_ac``
-(``_ad``) A and C (D), ``multi_*_de`` D and E (one term each, own adaptor and standardisation). ``*_local2`` add two 18-px student crops
+(``_ad``) A and C (D), ``multi_*_de`` D and E (one term each, own adaptor and standardisation); ``ens_kd_de``
+one ``kd`` term on the ``ensemble`` teacher of D and E (their averaged logits, one head). ``*_local2`` add two 18-px student crops
 against the same teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
 student's mixed image, Beyer et al. 2022); ``*_64`` run student and teacher on the images resized to 64 px, where
 both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it beside the summary one.
@@ -208,6 +209,15 @@ def logits_term(path: Path, name: str, temperature: float = 4.0, weight: float =
     return term
 
 
+def ensemble_logits_term(paths: list[Path], name: str, temperature: float = 4.0) -> dict:
+    """One KD term on the teachers' averaged logits (the ``ensemble`` teacher): one head fits the ensemble."""
+    members = [{"teacher": "torchvision:resnet18", "params": logits_term(p, "m", temperature)["m"]["params"]}
+               for p in paths]
+    term = logits_term(paths[0], name, temperature)
+    term[name].update(provider="ensemble", params={"members": members})
+    return term
+
+
 def variants(paths: dict[str, Path]) -> dict[str, dict]:
     """name -> recipe changes; every run has the same student, batch, epochs and optimiser."""
     path = paths["a"]
@@ -284,6 +294,7 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         "kd_d_mix": radio(teachers=(), extra=logits_term(paths["d"], "teacher_d_logits"), mixup=1.0) | {"teachers": ("d",)},
         "kd_e": radio(teachers=(), extra=logits_term(paths["e"], "teacher_e_logits")) | {"teachers": ("e",)},
         "multi_kd_de": radio(teachers=(), extra=logits_with("e", first="d")) | {"teachers": ("d", "e")},  # one strength
+        "ens_kd_de": radio(teachers=(), extra=ensemble_logits_term([paths["d"], paths["e"]], "teachers_de")) | {"teachers": ("d", "e")},
         # dense features (#20 item 3): at 32 px both ResNets end on a 1x1 map, so these run at 64 px (a 2x2 grid)
         "radio_ln_64": radio(size=64),
         "radio_ln_spatial_64": radio(size=64, spatial=True),

@@ -21,7 +21,7 @@ from mvmr.losses.distill import CosineSmoothL1, predictor
 from mvmr.models import Student
 from mvmr.provider_terms import ProviderTerms, Standardize, StudentRows
 from mvmr.providers import Provider
-from test_distill import distill_args  # the two-step CLI run of test_distill.py
+from test_distill import RECIPES, distill_args  # the two-step CLI run of test_distill.py
 
 
 class _Grid(Provider):
@@ -372,3 +372,60 @@ def test_a_summary_and_a_dense_term_on_one_view_run_the_teacher_once():
     assert torch.allclose(rows["provider/t"], teacher(images["augmented"]), atol=1e-5)
     assert torch.allclose(rows["provider/t_dense"].mean((2, 3)), rows["provider/t"])
     assert torch.allclose(rows["provider/t_original"], teacher(images["original"]), atol=1e-5)
+
+
+# an ensemble of teachers --------------------------------------------------------------------------------------
+def _classifier(tmp_path, seed: int):
+    """A random-init 10-class torchvision ResNet-18 saved to a file: (path, the model)."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    torch.save(model.state_dict(), tmp_path / f"c{seed}.pt")
+    return tmp_path / f"c{seed}.pt", model
+
+
+def _member(path, output="logits"):
+    return {"teacher": "torchvision:resnet18",
+            "params": {"weights": str(path), "size": 32, "crop_pct": 1.0, "mean": [0.5] * 3, "std": [0.25] * 3,
+                       "output": output}}
+
+
+def test_ensemble_teacher_is_the_mean_of_its_members_logits(tmp_path):
+    (p0, m0), (p1, m1) = _classifier(tmp_path, 0), _classifier(tmp_path, 1)
+    ensemble = mvmr.create_teacher("ensemble", members=[_member(p0), _member(p1)])
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = (m0((x - 0.5) / 0.25) + m1((x - 0.5) / 0.25)) / 2  # the networks themselves, by hand
+    assert ensemble.output_dim(32, 32) == 10
+    assert torch.allclose(ensemble(x), expected, atol=1e-5)
+    other = mvmr.create_teacher("ensemble", members=[_member(p0), _member(p0)])
+    assert other.fingerprint() != ensemble.fingerprint()  # a member's weights are part of the cache key
+    assert mvmr.create_teacher("ensemble", members=[_member(p0), _member(p1)]).fingerprint() == ensemble.fingerprint()
+
+
+def test_ensemble_teacher_refuses_one_member_a_malformed_one_and_unequal_widths(tmp_path):
+    from mvmr.errors import ProviderParamError
+
+    p0, _ = _classifier(tmp_path, 0)
+    with pytest.raises(ProviderParamError, match="two or more"):
+        mvmr.create_teacher("ensemble", members=[_member(p0)])
+    with pytest.raises(ProviderParamError, match=r"members\[1\]"):
+        mvmr.create_teacher("ensemble", members=[_member(p0), {"name": "torchvision:resnet18"}])
+    mixed = mvmr.create_teacher("ensemble", members=[_member(p0), _member(p0, output="features")])
+    with pytest.raises(ValueError, match="one width"):
+        mixed.check_input_size(32, 32)
+
+
+def test_distill_one_kd_term_on_an_ensemble_of_two_classifiers(tmp_path):
+    """A recipe whose teacher is an ensemble: one kd term (one head) on the members' averaged logits."""
+    (p0, _), (p1, _) = _classifier(tmp_path, 0), _classifier(tmp_path, 1)
+    recipe = yaml.safe_load((RECIPES / "cifar10_distill_kd.yaml").read_text())
+    recipe["providers"] = {"teachers": {"provider": "ensemble", "objective": "kd", "view": "augmented",
+                                        "representation": "backbone",
+                                        "params": {"members": [_member(p0), _member(p1)]}}}
+    (tmp_path / "ens.yaml").write_text(yaml.safe_dump(recipe))
+    result = CliRunner().invoke(app, distill_args(tmp_path, str(tmp_path / "ens.yaml")))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    last = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "loss" in r][-1]
+    assert np.isfinite(last["kd/teachers"]) and last["kd/teachers"] > 0

@@ -7,7 +7,7 @@ from mvmr.errors import WeightsError
 
 
 def test_registered_teachers():
-    assert {"clip-vit-b16", "clip", "timm", "torchvision", "mvmr"} <= set(mvmr.list_teachers())
+    assert {"clip-vit-b16", "clip", "timm", "torchvision", "mvmr", "ensemble"} <= set(mvmr.list_teachers())
 
 
 def test_clip_vit_b16_random_is_frozen_512d_with_clip_preprocessing():
