@@ -24,10 +24,11 @@ def with_teachers(providers: dict[str, dict[str, Any]], names: Optional[Sequence
     term each (a name given twice, e.g. two checkpoints of one architecture, is keyed ``NAME#2``); ``None`` keeps
     the recipe's teachers. A teacher the recipe already holds under that key keeps its entry; another starts from
     the recipe's first teacher's weight, objective, view, representation, standardisation and objective params,
-    with its own (empty) params, but for how the first is read (``output: logits``: a teacher that has no logits
-    to give is refused unless ``objective`` replaces the recipe's). ``weights`` (none, or one per teacher, in
-    order) sets each one's local weight file; ``objective`` every teacher's objective (with the objective's default
-    params). Extractors stay as they are."""
+    and its params too (but its weight file) when it is the same kind (e.g. a second CIFAR ResNet-18 read at the
+    first one's size and statistics); another kind has its own (empty) params, but for how the first is read
+    (``output: logits``: a teacher that has no logits to give is refused unless ``objective`` replaces the
+    recipe's). ``weights`` (none, or one per teacher, in order) sets each one's local weight file; ``objective``
+    every teacher's objective (with the objective's default params). Extractors stay as they are."""
     old = teacher_entries(providers)
     for name in names or ():
         teachers.lookup(name)  # an unknown teacher: one clear line, with the closest name
@@ -36,14 +37,16 @@ def with_teachers(providers: dict[str, dict[str, Any]], names: Optional[Sequence
     if names is None:
         chosen = dict(old)
     else:
-        first = next(iter(old.values()), {"weight": 1.0})
+        first_name, first = next(iter(old.items()), (None, {"weight": 1.0}))
         template = {k: v for k, v in first.items() if k not in ("params", "provider")}
+        same_kind = {k: v for k, v in (first.get("params") or {}).items() if k != "weights"}
         chosen = {}
         for i, name in enumerate(names):
             seen = list(names[:i]).count(name)
             key = name if not seen else f"{name}#{seen + 1}"
-            chosen[key] = old.get(key) or {**template, "params": _read_as(first, name, objective),
-                                           **({"provider": name} if seen else {})}
+            same = first_name is not None and name == kind(first_name, first)
+            params = dict(same_kind) if same else _read_as(first, name, objective)
+            chosen[key] = old.get(key) or {**template, "params": params, **({"provider": name} if seen else {})}
     weights = list(weights)
     if weights and len(weights) != len(chosen):
         raise ConfigError(f"--teacher-weights was given {len(weights)} time(s) for {len(chosen)} teacher(s); give "
@@ -56,6 +59,19 @@ def with_teachers(providers: dict[str, dict[str, Any]], names: Optional[Sequence
             entry = {**entry, "objective": objective, "objective_params": {}}
         chosen[key] = entry
     return {**{n: p for n, p in providers.items() if n not in old}, **chosen}
+
+
+def as_ensemble(providers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``providers`` with its teachers folded into one ``ensemble`` term (``mvmr distill --ensemble``): the first
+    teacher's term settings (weight, objective, view, ...) on the teachers' averaged outputs, e.g. one ``kd`` head
+    on the ensemble's logits. Extractors stay as they are."""
+    old = teacher_entries(providers)
+    if len(old) < 2:
+        raise ConfigError(f"--ensemble averages two or more teachers and this run has {len(old)}; add --teacher NAME "
+                          f"once per teacher")
+    members = [{"teacher": kind(n, p), "params": p.get("params") or {}} for n, p in old.items()]
+    term = {k: v for k, v in next(iter(old.values())).items() if k not in ("params", "provider")}
+    return {**{n: p for n, p in providers.items() if n not in old}, "ensemble": {**term, "params": {"members": members}}}
 
 
 def _read_as(first: dict[str, Any], name: str, objective: Optional[str]) -> dict[str, Any]:

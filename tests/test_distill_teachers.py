@@ -417,15 +417,23 @@ def test_ensemble_teacher_refuses_one_member_a_malformed_one_and_unequal_widths(
         mixed.check_input_size(32, 32)
 
 
-def test_distill_one_kd_term_on_an_ensemble_of_two_classifiers(tmp_path):
-    """A recipe whose teacher is an ensemble: one kd term (one head) on the members' averaged logits."""
+def test_distill_ensemble_is_one_kd_term_on_the_teachers_averaged_logits(tmp_path):
+    """`mvmr distill --teacher A --teacher B --ensemble cifar10_distill_kd`: one kd term (one head) on the ensemble
+    of the two classifiers, each read from its own file as the recipe reads its teacher (class logits)."""
     (p0, _), (p1, _) = _classifier(tmp_path, 0), _classifier(tmp_path, 1)
-    recipe = yaml.safe_load((RECIPES / "cifar10_distill_kd.yaml").read_text())
-    recipe["providers"] = {"teachers": {"provider": "ensemble", "objective": "kd", "view": "augmented",
-                                        "representation": "backbone",
-                                        "params": {"members": [_member(p0), _member(p1)]}}}
-    (tmp_path / "ens.yaml").write_text(yaml.safe_dump(recipe))
-    result = CliRunner().invoke(app, distill_args(tmp_path, str(tmp_path / "ens.yaml")))
+    args = distill_args(tmp_path, "--teacher", "torchvision:resnet18", "--teacher-weights", str(p0),
+                        "--teacher", "torchvision:resnet18", "--teacher-weights", str(p1), "--ensemble",
+                        "cifar10_distill_kd")
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     last = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "loss" in r][-1]
-    assert np.isfinite(last["kd/teachers"]) and last["kd/teachers"] > 0
+    assert np.isfinite(last["kd/ensemble"]) and not any(k.startswith("kd/torchvision") for k in last)
+    term = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["providers"]["ensemble"]
+    assert term["objective"] == "kd" and [m["params"]["weights"] for m in term["params"]["members"]] == [str(p0), str(p1)]
+    for m in term["params"]["members"]:  # the second ResNet-18 is read as the recipe reads the first: logits, 32 px
+        assert {k: m["params"][k] for k in ("output", "size", "crop_pct")} == {"output": "logits", "size": 32,
+                                                                             "crop_pct": 1.0}
+    one = CliRunner().invoke(app, distill_args(tmp_path, "--teacher", "torchvision:resnet18", "--ensemble",
+                                               "cifar10_distill_kd", out="one"))
+    assert one.exit_code != 0 and "two or more" in str(one.exception) + one.output
+    assert not (tmp_path / "one").exists()

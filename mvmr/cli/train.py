@@ -84,6 +84,9 @@ def distill(teacher: list[str] = typer.Option([], "--teacher", help="Teacher nam
             objective: Optional[str] = typer.Option(None, "--objective", help="The teacher terms' objective "
                                                     "(mvmr objectives: cos_smoothl1, mse, cosine, dcor, ...); "
                                                     "default: the recipe's."),
+            ensemble: bool = typer.Option(False, "--ensemble", help="One term on the teachers' averaged outputs "
+                                          "(with a kd recipe: the ensemble's class posterior, one head) instead of "
+                                          "one term each."),
             set_: list[str] = typer.Option([], "--set", help="Override: section.key=value (repeatable)."),
             out: Optional[str] = typer.Option(None, "--out", help="Run folder (default: runs/<recipe name>)."),
             resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
@@ -91,7 +94,7 @@ def distill(teacher: list[str] = typer.Option([], "--teacher", help="Teacher nam
     """Distil frozen teachers into the student, label-free: the recipe's objective between a student
     representation and each teacher's features (e.g. cosine + smooth-L1 through an adaptor, or MV-MR's 1 − dCor)."""
     from ..config import build_recipe
-    from ..distill import kind, teacher_entries, with_teachers
+    from ..distill import as_ensemble, kind, teacher_entries, with_teachers
     from ..engine import pretrain as run, resume_recipe
     from ..recipe_files import load_recipe, resolve_recipe
     from ..registry import teachers
@@ -103,7 +106,8 @@ def distill(teacher: list[str] = typer.Option([], "--teacher", help="Teacher nam
         teachers.lookup(name)  # unknown teacher: one clear line before anything else
     extra = "".join(f" --teacher {name}" for name in teacher)
     if resume:
-        for flag, value in (("--objective", objective), ("--teacher-weights", teacher_weights or None)):
+        for flag, value in (("--objective", objective), ("--teacher-weights", teacher_weights or None),
+                            ("--ensemble", ensemble or None)):
             if value is not None:
                 raise MVMRError(f"--resume continues the run with its saved teacher settings; {flag} would change "
                                 f"them: resume without {flag}, or start a new run with another --out")
@@ -121,6 +125,8 @@ def distill(teacher: list[str] = typer.Option([], "--teacher", help="Teacher nam
     if not teacher and not teacher_entries(tree["providers"]):
         teacher = ["clip-vit-b16"]  # a recipe without a teacher distils the MV-MR paper's
     tree["providers"] = with_teachers(tree["providers"], teacher or None, teacher_weights, objective)
+    if ensemble:
+        tree["providers"] = as_ensemble(tree["providers"])
     names = [kind(n, p) for n, p in teacher_entries(tree["providers"]).items()]
     summary = run(build_recipe(tree, source=str(recipe)), out_dir, False, source=recipe,
                   resume_command=_command("distill", recipe_name, out_dir,
