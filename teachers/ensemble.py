@@ -43,8 +43,9 @@ class Ensemble(Provider):
 
 @mvmr.register_teacher("ensemble")
 def ensemble_teacher(members: list) -> Ensemble:
-    """ensemble: members is a list of {teacher: NAME, params: {...}}, each built as ``providers.NAME`` would be;
-    the outputs are averaged (give every member ``output: logits`` to distil the ensemble's class posterior)."""
+    """ensemble: the mean of its members' outputs, members: [{teacher: NAME, params: {...}}, ...].
+    Each member is built as ``providers.NAME`` would be; give every member ``output: logits`` to distil the
+    ensemble's class posterior (``mvmr distill --ensemble`` writes this list from the ``--teacher`` flags)."""
     if not isinstance(members, list) or len(members) < 2:
         raise ValueError("members must list two or more {teacher: NAME, params: {...}} entries")
     built = []
