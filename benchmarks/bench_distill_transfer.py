@@ -16,14 +16,15 @@
    ``plain_*_d`` (``_e``) run either loop against teacher D (E).
 Variants ending in ``_b`` (``_c``, ``_d``, ``_e``) distil teacher B (C, D, E), ``multi_*`` teachers A and B, ``multi_*_ac``
 (``_ad``) A and C (D), ``multi_*_de`` D and E (one term each, own adaptor and standardisation); ``ens_kd_de``
-one ``kd`` term on the ``ensemble`` teacher of D and E (their averaged logits, one head). ``*_local2`` add two 18-px student crops
+(``_ad``) one ``kd`` term on the ``ensemble`` teacher of D and E (A and D): their averaged logits, one head. ``*_local2`` add two 18-px student crops
 against the same teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
 student's mixed image, Beyer et al. 2022); ``*_64`` run student and teacher on the images resized to 64 px, where
 both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it beside the summary one.
 ``*_kd`` add Hinton KD on the teacher's class logits (T = 4; ``_t1``: T = 1) beside its features; ``kd`` has the
 logits term alone. ``recipe`` runs the shipped ``recipes/cifar10_distill.yaml`` as a user does (teacher A's weights,
 the sample's path and the seed set; its own 30 epochs unless ``--epochs`` is given); ``recipe_kd`` runs
-``recipes/cifar10_distill_kd.yaml``, and a ``_d`` (``_e``) ending either against teacher D (E).
+``recipes/cifar10_distill_kd.yaml``, and a ``_d`` (``_e``) ending either against teacher D (E); ``recipe_kd_ens_de``
+runs ``mvmr distill --teacher ... D --teacher ... E --ensemble cifar10_distill_kd``.
 Usage: python bench_distill_transfer.py [variant ...] [--seed=N] [--epochs=N] (every run of one call, the plain
 loop too, at the same budget; default 6)
 """
@@ -294,6 +295,7 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         "kd_d_mix": radio(teachers=(), extra=logits_term(paths["d"], "teacher_d_logits"), mixup=1.0) | {"teachers": ("d",)},
         "kd_e": radio(teachers=(), extra=logits_term(paths["e"], "teacher_e_logits")) | {"teachers": ("e",)},
         "multi_kd_de": radio(teachers=(), extra=logits_with("e", first="d")) | {"teachers": ("d", "e")},  # one strength
+        "ens_kd_ad": radio(teachers=(), extra=ensemble_logits_term([paths["a"], paths["d"]], "teachers_ad")) | {"teachers": ("a", "d")},
         "ens_kd_de": radio(teachers=(), extra=ensemble_logits_term([paths["d"], paths["e"]], "teachers_de")) | {"teachers": ("d", "e")},
         # dense features (#20 item 3): at 32 px both ResNets end on a 1x1 map, so these run at 64 px (a 2x2 grid)
         "radio_ln_64": radio(size=64),
@@ -317,13 +319,17 @@ def variant_tree(change: dict, seed: int) -> dict:
     return tree
 
 
-def shipped_tree(name: str, teacher_path: Path, seed: int) -> dict:
-    """A packaged recipe as a user runs it: ``mvmr distill --teacher-weights A NAME --set data.root=...``."""
-    from mvmr.distill import with_teachers
+def shipped_tree(name: str, teacher_paths: list[Path], seed: int, ensemble: bool = False) -> dict:
+    """A packaged recipe as a user runs it: ``mvmr distill --teacher-weights A NAME --set data.root=...``; with two
+    paths ``--teacher torchvision:resnet18 --teacher-weights A`` twice, and ``--ensemble`` if asked."""
+    from mvmr.distill import as_ensemble, with_teachers
     from mvmr.recipe_files import read_recipe_tree, resolve_recipe
 
     tree = read_recipe_tree(resolve_recipe(name))
-    tree["providers"] = with_teachers(tree["providers"], None, [teacher_path])  # the recipe's one teacher
+    names = None if len(teacher_paths) == 1 else ["torchvision:resnet18"] * len(teacher_paths)
+    tree["providers"] = with_teachers(tree["providers"], names, teacher_paths)
+    if ensemble:
+        tree["providers"] = as_ensemble(tree["providers"])
     tree["data"]["root"] = str(NPZ)
     tree.setdefault("trainer", {}).update(progress=False, log_every=50, seed=seed)
     if EPOCHS_GIVEN:
@@ -368,14 +374,17 @@ if __name__ == "__main__":
             lr = float(name.split("_lr")[1].split("_")[0]) if "_lr" in name else 1e-3
             student, init = plain_baseline(data, paths[plain_teacher], SEED, lr, kd=name.startswith("plain_kd")), None
         elif name.startswith("recipe"):  # recipe[_kd][_d]: the shipped cifar10_distill[_kd] against A (D)
-            tree = shipped_tree("cifar10_distill_kd" if "_kd" in name else "cifar10_distill", paths[plain_teacher], SEED)
+            both = name.endswith("_ens_de")  # recipe_kd_ens_de: ... --teacher D --teacher E --ensemble
+            tree = shipped_tree("cifar10_distill_kd" if "_kd" in name else "cifar10_distill",
+                                [paths["d"], paths["e"]] if both else [paths[plain_teacher]], SEED, ensemble=both)
             summary = run_mvmr(tree)
             student, init = summary["knn_top1"], summary.get("knn_top1_at_init")
         else:
             tree = variant_tree(table[name], SEED)
             summary = run_mvmr(tree)
             student, init = summary["knn_top1"], summary.get("knn_top1_at_init")
-        best = max(knn[t] for t in table.get(name, {}).get("teachers") or (plain_teacher,))  # the best it distils
+        distilled = table.get(name, {}).get("teachers") or (("d", "e") if name.endswith("_ens_de") else (plain_teacher,))
+        best = max(knn[t] for t in distilled)  # the best teacher it distils
         epochs = EPOCHS if name.startswith(("plain_baseline", "plain_kd")) else tree["optim"]["epochs"]
         emit(bench="distill_transfer", variant=name, seed=SEED, epochs=epochs, student_knn=round(student, 2),
              teacher_knn=round(best, 2), ratio=round(student / best, 3),
