@@ -39,14 +39,12 @@ def with_teachers(providers: dict[str, dict[str, Any]], names: Optional[Sequence
     else:
         first_name, first = next(iter(old.items()), (None, {"weight": 1.0}))
         template = {k: v for k, v in first.items() if k not in ("params", "provider")}
-        same_kind = {k: v for k, v in (first.get("params") or {}).items() if k != "weights"}
         chosen = {}
         for i, name in enumerate(names):
             seen = list(names[:i]).count(name)
             key = name if not seen else f"{name}#{seen + 1}"
-            same = first_name is not None and name == kind(first_name, first)
-            params = dict(same_kind) if same else _read_as(first, name, objective)
-            chosen[key] = old.get(key) or {**template, "params": params, **({"provider": name} if seen else {})}
+            chosen[key] = old.get(key) or {**template, "params": _read_as(first_name, first, name, objective),
+                                           **({"provider": name} if seen else {})}
     weights = list(weights)
     if weights and len(weights) != len(chosen):
         raise ConfigError(f"--teacher-weights was given {len(weights)} time(s) for {len(chosen)} teacher(s); give "
@@ -74,13 +72,15 @@ def as_ensemble(providers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any
     return {**{n: p for n, p in providers.items() if n not in old}, "ensemble": {**term, "params": {"members": members}}}
 
 
-def _read_as(first: dict[str, Any], name: str, objective: Optional[str]) -> dict[str, Any]:
-    """The params a new teacher takes from the recipe's first one: its ``output`` (e.g. class logits, for
-    ``objective: kd``) when the new teacher can be read that way, so every teacher gives the objective what it
-    compares; a teacher that cannot is refused unless ``objective`` replaces the recipe's (it is then read as
-    features)."""
+def _read_as(first_name: Optional[str], first: dict[str, Any], name: str, objective: Optional[str]) -> dict[str, Any]:
+    """The params a new teacher takes from the recipe's first one (``first_name``: its key): all but the weight file
+    when it is the same kind; else its ``output`` (e.g. class logits, for ``objective: kd``) when the new teacher
+    can be read that way, so every teacher gives the objective what it compares; a teacher that cannot is refused
+    unless ``objective`` replaces the recipe's (it is then read as features)."""
     import inspect
 
+    if first_name is not None and name == kind(first_name, first):
+        return {k: v for k, v in (first.get("params") or {}).items() if k != "weights"}
     output = first.get("params", {}).get("output")
     if output in (None, "features"):
         return {}
