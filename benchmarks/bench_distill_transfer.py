@@ -211,12 +211,12 @@ def logits_term(path: Path, name: str, temperature: float = 4.0, weight: float =
 
 
 def ensemble_logits_term(paths: list[Path], name: str, temperature: float = 4.0) -> dict:
-    """One KD term on the teachers' averaged logits (the ``ensemble`` teacher): one head fits the ensemble."""
-    members = [{"teacher": "torchvision:resnet18", "params": logits_term(p, "m", temperature)["m"]["params"]}
-               for p in paths]
-    term = logits_term(paths[0], name, temperature)
-    term[name].update(provider="ensemble", params={"members": members})
-    return term
+    """One KD term on the teachers' averaged logits (the ``ensemble`` teacher, as ``mvmr distill --ensemble`` folds
+    one term per teacher into it): one head fits the ensemble."""
+    from mvmr.distill import as_ensemble
+
+    apart = {k: v for i, p in enumerate(paths) for k, v in logits_term(p, f"member_{i}", temperature).items()}
+    return {name: {**as_ensemble(apart)["ensemble"], "provider": "ensemble"}}
 
 
 def variants(paths: dict[str, Path]) -> dict[str, dict]:
