@@ -6,7 +6,8 @@
    teacher A's pad-4 crop + flip plus cutout (one 8x8 square zeroed, DeVries & Taylor 2017) and seed 2, and teacher
    D, C's augmentation with seed 3 and 20 epochs (cutout wants a longer schedule): a second kind of teacher at
    least as strong as A, for the many-teacher goal, and teacher E, A's augmentation with seed 4 and 20 epochs (no
-   cutout: D's other kind at D's schedule). Their test accuracy and k-NN are printed, and the k-NN of two teachers'
+   cutout: D's other kind at D's schedule), and teacher F, E's recipe with seed 5 (a seed ensemble's second member,
+   Hinton et al. 2015). Their test accuracy and k-NN are printed, and the k-NN of two teachers'
    features side by side (what an ensemble holds).
 2. Label-free distillation into a ResNet-18 student through mvmr (``mvmr.engine.pretrain``), every objective at
    the same budget (6 epochs, batch 128, Adam 1e-3), k-NN (k=20, T=0.07) of the student's backbone features.
@@ -15,8 +16,8 @@
    view); ``plain_kd_lr2e-3`` is the same loop with Hinton KD on the teacher's logits (T = 4, a linear head);
    ``plain_*_d`` (``_e``) run either loop against teacher D (E).
 Variants ending in ``_b`` (``_c``, ``_d``, ``_e``) distil teacher B (C, D, E), ``multi_*`` teachers A and B, ``multi_*_ac``
-(``_ad``) A and C (D), ``multi_*_de`` D and E (one term each, own adaptor and standardisation); ``ens_kd_de``
-(``_ad``) one ``kd`` term on the ``ensemble`` teacher of D and E (A and D): their averaged logits, one head. ``*_local2`` add two 18-px student crops
+(``_ad``) A and C (D), ``multi_*_de`` (``_ef``) D and E (E and F; one term each, own adaptor and standardisation); ``ens_kd_de``
+(``_ad``, ``_ef``, ``_def``) one ``kd`` term on the ``ensemble`` teacher of D and E (A and D; E and F; D, E and F): their averaged logits, one head. ``*_local2`` add two 18-px student crops
 against the same teacher features (multi-crop); variants ending in ``_mix`` add mixup (function matching: the teacher sees the
 student's mixed image, Beyer et al. 2022); ``*_64`` run student and teacher on the images resized to 64 px, where
 both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it beside the summary one.
@@ -75,7 +76,8 @@ def knn_of(encode, data) -> float:
 
 
 TEACHERS = {"a": {"seed": 0, "crop": "pad"}, "b": {"seed": 1, "crop": "resized"}, "c": {"seed": 2, "crop": "cutout"},
-            "d": {"seed": 3, "crop": "cutout", "epochs": 20}, "e": {"seed": 4, "crop": "pad", "epochs": 20}}
+            "d": {"seed": 3, "crop": "cutout", "epochs": 20}, "e": {"seed": 4, "crop": "pad", "epochs": 20},
+            "f": {"seed": 5, "crop": "pad", "epochs": 20}}
 
 
 def cutout(x: torch.Tensor, g: torch.Generator, size: int = 8) -> torch.Tensor:
@@ -297,6 +299,10 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         "multi_kd_de": radio(teachers=(), extra=logits_with("e", first="d")) | {"teachers": ("d", "e")},  # one strength
         "ens_kd_ad": radio(teachers=(), extra=ensemble_logits_term([paths["a"], paths["d"]], "teachers_ad")) | {"teachers": ("a", "d")},
         "ens_kd_de": radio(teachers=(), extra=ensemble_logits_term([paths["d"], paths["e"]], "teachers_de")) | {"teachers": ("d", "e")},
+        "kd_f": radio(teachers=(), extra=logits_term(paths["f"], "teacher_f_logits")) | {"teachers": ("f",)},
+        "multi_kd_ef": radio(teachers=(), extra=logits_with("f", first="e")) | {"teachers": ("e", "f")},
+        "ens_kd_ef": radio(teachers=(), extra=ensemble_logits_term([paths["e"], paths["f"]], "teachers_ef")) | {"teachers": ("e", "f")},
+        "ens_kd_def": radio(teachers=(), extra=ensemble_logits_term([paths[t] for t in "def"], "teachers_def")) | {"teachers": tuple("def")},
         # dense features (#20 item 3): at 32 px both ResNets end on a 1x1 map, so these run at 64 px (a 2x2 grid)
         "radio_ln_64": radio(size=64),
         "radio_ln_spatial_64": radio(size=64, spatial=True),
@@ -364,6 +370,9 @@ if __name__ == "__main__":
              acc_e=round(ensemble_accuracy([paths["e"]], data), 2),
              acc_ensemble_de=round(ensemble_accuracy([paths["d"], paths["e"]], data), 2),
              knn_concatenated_de=round(knn_of(both(encoders["d"], encoders["e"]), data), 2),
+             acc_f=round(ensemble_accuracy([paths["f"]], data), 2),
+             acc_ensemble_ef=round(ensemble_accuracy([paths["e"], paths["f"]], data), 2),
+             acc_ensemble_def=round(ensemble_accuracy([paths[t] for t in "def"], data), 2),
              knn_a_at_64px=round(knn_of(lambda b: encoders["a"](F.interpolate(b, size=64, mode="bilinear")), data), 2))
     table = variants(paths)
     for name in [a for a in args if a != "teachers"] or ([] if args else ["plain_baseline", *table]):
