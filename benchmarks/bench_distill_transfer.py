@@ -25,7 +25,7 @@ both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it besid
 logits term alone. ``recipe`` runs the shipped ``recipes/cifar10_distill.yaml`` as a user does (teacher A's weights,
 the sample's path and the seed set; its own 30 epochs unless ``--epochs`` is given); ``recipe_kd`` runs
 ``recipes/cifar10_distill_kd.yaml``, and a ``_d`` (``_e``) ending either against teacher D (E); ``recipe_kd_ens_de``
-runs ``mvmr distill --teacher ... D --teacher ... E --ensemble cifar10_distill_kd``.
+(``_ens_ef``) runs ``mvmr distill --teacher ... D --teacher ... E --ensemble cifar10_distill_kd`` (E and F).
 Usage: python bench_distill_transfer.py [variant ...] [--seed=N] [--epochs=N] (every run of one call, the plain
 loop too, at the same budget; default 6)
 """
@@ -383,16 +383,16 @@ if __name__ == "__main__":
             lr = float(name.split("_lr")[1].split("_")[0]) if "_lr" in name else 1e-3
             student, init = plain_baseline(data, paths[plain_teacher], SEED, lr, kd=name.startswith("plain_kd")), None
         elif name.startswith("recipe"):  # recipe[_kd][_d]: the shipped cifar10_distill[_kd] against A (D)
-            both = name.endswith("_ens_de")  # recipe_kd_ens_de: ... --teacher D --teacher E --ensemble
-            tree = shipped_tree("cifar10_distill_kd" if "_kd" in name else "cifar10_distill",
-                                [paths["d"], paths["e"]] if both else [paths[plain_teacher]], SEED, ensemble=both)
+            ensemble = tuple(name.split("_ens_")[1]) if "_ens_" in name else ()  # recipe_kd_ens_de: --teacher D
+            tree = shipped_tree("cifar10_distill_kd" if "_kd" in name else "cifar10_distill",  # --teacher E --ensemble
+                                [paths[t] for t in ensemble or plain_teacher], SEED, ensemble=bool(ensemble))
             summary = run_mvmr(tree)
             student, init = summary["knn_top1"], summary.get("knn_top1_at_init")
         else:
             tree = variant_tree(table[name], SEED)
             summary = run_mvmr(tree)
             student, init = summary["knn_top1"], summary.get("knn_top1_at_init")
-        distilled = table.get(name, {}).get("teachers") or (("d", "e") if name.endswith("_ens_de") else (plain_teacher,))
+        distilled = table.get(name, {}).get("teachers") or (tuple(name.split("_ens_")[1]) if "_ens_" in name else plain_teacher)
         best = max(knn[t] for t in distilled)  # the best teacher it distils
         epochs = EPOCHS if name.startswith(("plain_baseline", "plain_kd")) else tree["optim"]["epochs"]
         emit(bench="distill_transfer", variant=name, seed=SEED, epochs=epochs, student_knn=round(student, 2),
