@@ -25,7 +25,8 @@ both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it besid
 logits term alone. ``recipe`` runs the shipped ``recipes/cifar10_distill.yaml`` as a user does (teacher A's weights,
 the sample's path and the seed set; its own 30 epochs unless ``--epochs`` is given); ``recipe_kd`` runs
 ``recipes/cifar10_distill_kd.yaml``, and a ``_d`` (``_e``) ending either against teacher D (E); ``recipe_kd_ens_de``
-(``_ens_ef``) runs ``mvmr distill --teacher ... D --teacher ... E --ensemble cifar10_distill_kd`` (E and F).
+(``_ens_ef``) runs ``mvmr distill --teacher ... D --teacher ... E --ensemble cifar10_distill_kd`` (E and F), ``recipe_multi_ef``
+``mvmr distill cifar10_distill_multi --teacher-weights E --teacher-weights F``.
 Usage: python bench_distill_transfer.py [variant ...] [--seed=N] [--epochs=N] (every run of one call, the plain
 loop too, at the same budget; default 6)
 """
@@ -325,14 +326,16 @@ def variant_tree(change: dict, seed: int) -> dict:
     return tree
 
 
-def shipped_tree(name: str, teacher_paths: list[Path], seed: int, ensemble: bool = False) -> dict:
+def shipped_tree(name: str, teacher_paths: list[Path], seed: int, ensemble: bool = False,
+                 keep_names: bool = False) -> dict:
     """A packaged recipe as a user runs it: ``mvmr distill --teacher-weights A NAME --set data.root=...``; with two
-    paths ``--teacher torchvision:resnet18 --teacher-weights A`` twice, and ``--ensemble`` if asked."""
+    paths ``--teacher torchvision:resnet18 --teacher-weights A`` twice (``keep_names``: no ``--teacher``, the
+    recipe's own teachers), and ``--ensemble`` if asked."""
     from mvmr.distill import as_ensemble, with_teachers
     from mvmr.recipe_files import read_recipe_tree, resolve_recipe
 
     tree = read_recipe_tree(resolve_recipe(name))
-    names = None if len(teacher_paths) == 1 else ["torchvision:resnet18"] * len(teacher_paths)
+    names = None if len(teacher_paths) == 1 or keep_names else ["torchvision:resnet18"] * len(teacher_paths)
     tree["providers"] = with_teachers(tree["providers"], names, teacher_paths)
     if ensemble:
         tree["providers"] = as_ensemble(tree["providers"])
@@ -379,20 +382,22 @@ if __name__ == "__main__":
         started = time.perf_counter()
         suffix = name.rsplit("_", 1)[-1]
         plain_teacher = suffix if suffix in TEACHERS else "a"  # plain_*_d: the loop against teacher D
+        ensemble = tuple(name.split("_ens_")[1]) if name.startswith("recipe") and "_ens_" in name else ()  # ..._ens_de
+        multi = tuple(name.split("_multi_")[1]) if name.startswith("recipe_multi_") else ()  # recipe_multi_ef
         if name.startswith(("plain_baseline", "plain_kd")):
             lr = float(name.split("_lr")[1].split("_")[0]) if "_lr" in name else 1e-3
             student, init = plain_baseline(data, paths[plain_teacher], SEED, lr, kd=name.startswith("plain_kd")), None
         elif name.startswith("recipe"):  # recipe[_kd][_d]: the shipped cifar10_distill[_kd] against A (D)
-            ensemble = tuple(name.split("_ens_")[1]) if "_ens_" in name else ()  # recipe_kd_ens_de: --teacher D
-            tree = shipped_tree("cifar10_distill_kd" if "_kd" in name else "cifar10_distill",  # --teacher E --ensemble
-                                [paths[t] for t in ensemble or plain_teacher], SEED, ensemble=bool(ensemble))
+            recipe = "cifar10_distill_multi" if multi else "cifar10_distill_kd" if "_kd" in name else "cifar10_distill"
+            tree = shipped_tree(recipe, [paths[t] for t in ensemble or multi or plain_teacher], SEED,
+                                ensemble=bool(ensemble), keep_names=bool(multi))
             summary = run_mvmr(tree)
             student, init = summary["knn_top1"], summary.get("knn_top1_at_init")
         else:
             tree = variant_tree(table[name], SEED)
             summary = run_mvmr(tree)
             student, init = summary["knn_top1"], summary.get("knn_top1_at_init")
-        distilled = table.get(name, {}).get("teachers") or (tuple(name.split("_ens_")[1]) if "_ens_" in name else plain_teacher)
+        distilled = table.get(name, {}).get("teachers") or ensemble or multi or plain_teacher
         best = max(knn[t] for t in distilled)  # the best teacher it distils
         epochs = EPOCHS if name.startswith(("plain_baseline", "plain_kd")) else tree["optim"]["epochs"]
         emit(bench="distill_transfer", variant=name, seed=SEED, epochs=epochs, student_knn=round(student, 2),

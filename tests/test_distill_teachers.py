@@ -230,7 +230,7 @@ def test_backbone_rows_pooled_from_the_map_equal_the_student_embedding():
 
 def test_the_multi_teacher_recipe_keeps_its_teachers_and_takes_one_weight_file_each(tmp_path):
     """`mvmr distill cifar10_distill_multi --teacher-weights a --teacher-weights b`: no --teacher keeps the recipe's
-    two teacher entries (own adaptor and standardisation each), the files in the recipe's order."""
+    two teacher entries (a kd term and head each, on the class logits), the files in the recipe's order."""
     import torchvision
 
     for i in range(2):
@@ -241,9 +241,9 @@ def test_the_multi_teacher_recipe_keeps_its_teachers_and_takes_one_weight_file_e
     assert result.exit_code == 0, result.output + repr(result.exception)
     saved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["providers"]
     assert [p["params"]["weights"][-5:] for p in saved.values()] == ["t0.pt", "t1.pt"]
-    assert all(p["standardize"] == "layernorm" and p["objective"] == "cos_smoothl1" for p in saved.values())
+    assert all(p["objective"] == "kd" and p["params"]["output"] == "logits" for p in saved.values())
     last = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "loss" in r][-1]
-    assert {"cos_smoothl1/torchvision:resnet18", "cos_smoothl1/torchvision:resnet18#2"} <= set(last)
+    assert {"kd/torchvision:resnet18", "kd/torchvision:resnet18#2"} <= set(last)
 
 
 # function matching: mixup, the teacher on the student's mixed image -----------------------------------------------
