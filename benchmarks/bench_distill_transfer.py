@@ -23,6 +23,7 @@ student's mixed image, Beyer et al. 2022); ``*_64`` run student and teacher on t
 both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it beside the summary one.
 ``kd_e_sgd`` (``_adamw``) is ``kd_e`` under SGD + Nesterov 0.1, weight decay 5e-4 (AdamW 2e-3, decoupled decay 0.05);
 ``kd_e_cross2`` adds a second ``kd`` head on teacher E's logits of the clean image (cross view, cached) to ``kd_e``.
+``kd_e_views`` adds MV-MR's dCor between the student's two views (``loss.dcor_views: 0.1``, the 6-epoch pick) to ``kd_e``.
 ``*_kd`` add Hinton KD on the teacher's class logits (T = 4; ``_t1``: T = 1) beside its features; ``kd`` has the
 logits term alone. ``recipe`` runs the shipped ``recipes/cifar10_distill.yaml`` as a user does (teacher A's weights,
 the sample's path and the seed set; its own 30 epochs unless ``--epochs`` is given); ``recipe_kd`` runs
@@ -309,6 +310,8 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         "ens_kd_de": radio(teachers=(), extra=ensemble_logits_term([paths["d"], paths["e"]], "teachers_de")) | {"teachers": ("d", "e")},
         # the optimiser (#20 goal 1b): the shipped Adam 2e-3 without weight decay against the CIFAR ResNet standard,
         # SGD + Nesterov 0.1, weight decay 5e-4 (timm's "sgd"), and AdamW with decoupled decay 0.05
+        "kd_e_views": radio(teachers=(), extra=logits_term(paths["e"], "teacher_e_logits"),
+                            loss={**NO_VIEW_TERMS, "dcor_views": 0.1}) | {"teachers": ("e",)},
         "kd_e_sgd": kd_with_optim("e", {"name": "sgd", "lr": 0.1, "weight_decay": 5e-4}),
         "kd_e_adamw": kd_with_optim("e", {"name": "adamw", "lr": 2e-3, "weight_decay": 0.05}),
         # one teacher as two heads (#20 goal 1b): kd on the student's view, and a second head fitting the teacher's
