@@ -24,6 +24,9 @@ both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it besid
 ``kd_e_sgd`` (``_adamw``) is ``kd_e`` under SGD + Nesterov 0.1, weight decay 5e-4 (AdamW 2e-3, decoupled decay 0.05);
 ``kd_e_cross2`` adds a second ``kd`` head on teacher E's logits of the clean image (cross view, cached) to ``kd_e``.
 ``kd_e_views`` adds MV-MR's dCor between the student's two views (``loss.dcor_views: 0.1``, the 6-epoch pick) to ``kd_e``.
+``kd_e_rrc`` runs ``kd_e`` on a random resized crop (scale 0.35-1) + flip, teacher and student on the same view;
+``kd_e_feat`` adds cos + smooth-L1 on teacher E's features (own adaptor, layernorm) beside its logits.
+``kd_e_mlp`` fits E's logits through an MLP head (512 wide, BN, ReLU) in place of the linear one.
 ``*_kd`` add Hinton KD on the teacher's class logits (T = 4; ``_t1``: T = 1) beside its features; ``kd`` has the
 logits term alone. ``recipe`` runs the shipped ``recipes/cifar10_distill.yaml`` as a user does (teacher A's weights,
 the sample's path and the seed set; its own 30 epochs unless ``--epochs`` is given); ``recipe_kd`` runs
@@ -207,11 +210,12 @@ def teacher_term(path: Path, name: str = "torchvision:resnet18", size: int = 32,
     return {name: {"weight": 1.0, **kind, "params": params, **how}}
 
 
-def logits_term(path: Path, name: str, temperature: float = 4.0, weight: float = 1.0, view: str = "augmented") -> dict:
+def logits_term(path: Path, name: str, temperature: float = 4.0, weight: float = 1.0, view: str = "augmented",
+                hidden: int = 0) -> dict:
     """Hinton KD on a teacher's class logits (``output: logits``, ``objective: kd``), on the student's view (``view:
-    cross``: the teacher on the original image, its logits read from the feature cache)."""
+    cross``: the teacher on the original image, its logits read from the feature cache); ``hidden``: an MLP head."""
     term = teacher_term(path, name, objective="kd", view=view, representation="backbone",
-                        objective_params={"temperature": temperature})
+                        objective_params={"temperature": temperature, **({"hidden": hidden} if hidden else {})})
     term[name]["weight"] = weight  # name is a label: teacher_term set provider: torchvision:resnet18
     term[name]["params"]["output"] = "logits"
     return term
@@ -318,6 +322,13 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         "kd_e_cross2": kd("e", extra=logits_term(paths["e"], "teacher_e_clean", view="cross")),
         # MV-MR's own view term beside the teacher's (#20 goal 1b), at the weight the 6-epoch table picked
         "kd_e_views": kd("e", loss={**NO_VIEW_TERMS, "dcor_views": 0.1}),
+        # function matching on more varied views (#20 goal 1b): teacher and student on one random resized crop
+        # (scale 0.35-1, teacher B's) + flip in place of the pad-4 crop; and the teacher's features beside its logits
+        "kd_e_rrc": kd("e") | {"augment": {"crop_scale": [0.35, 1.0], "jitter_p": 0.0, "gray_p": 0.0, "blur_p": 0.0}},
+        "kd_e_feat": radio(teachers=("e",), extra=logits_term(paths["e"], "teacher_e_logits")),
+        # the head between the student's features and the logits (#20 goal 1b): an MLP (Linear → BN → ReLU → Linear,
+        # 512 wide) in place of the linear head, so the features k-NN reads sit one layer before the class space
+        "kd_e_mlp": radio(teachers=(), extra=logits_term(paths["e"], "teacher_e_logits", hidden=512)) | {"teachers": ("e",)},
         "kd_f": kd("f"),
         "multi_kd_ef": radio(teachers=(), extra=logits_with("f", first="e")) | {"teachers": ("e", "f")},
         "ens_kd_ef": radio(teachers=(), extra=ensemble_logits_term([paths["e"], paths["f"]], "teachers_ef")) | {"teachers": ("e", "f")},

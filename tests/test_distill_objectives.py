@@ -143,6 +143,11 @@ def test_soft_target_kd_matches_a_numpy_reference_and_vanishes_at_the_teachers_l
     p = np.exp(log_softmax(T))
     ref = (p * (log_softmax(T) - log_softmax(S))).sum(1).mean() * 9.0  # KL(p_t || p_s) · T²
     assert abs(kd(s.float(), t.float()).item() - ref) < 1e-5
+    mlp = SoftTargetKD(6, 5, temperature=3.0, hidden=8).eval()  # an MLP head: Linear → BN → ReLU → Linear
+    assert [type(m).__name__ for m in mlp.head] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    S = mlp.head(s.float()).detach().double().numpy() / 3.0
+    ref = (p * (log_softmax(T) - log_softmax(S))).sum(1).mean() * 9.0
+    assert abs(mlp(s.float(), t.float()).item() - ref) < 1e-5
     exact = SoftTargetKD(5, 5, temperature=2.0)
     with torch.no_grad():
         exact.head.weight.copy_(torch.eye(5)), exact.head.bias.fill_(0.7)  # a shift leaves the softmax alone

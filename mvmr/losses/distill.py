@@ -132,14 +132,15 @@ class CosineSmoothL1(nn.Module):
 @objectives.register("kd")
 class SoftTargetKD(nn.Module):
     """KL(softmax(t/T) ‖ softmax(head(s)/T)) · T², averaged over the batch (Hinton et al. 2015): the student's
-    features, through a linear head, predict the teacher's class posterior at temperature T. The T² keeps the
-    gradient's scale independent of T."""
+    features, through a linear head (``hidden`` > 0: an MLP, as ``predictor``), predict the teacher's class
+    posterior at temperature T. The T² keeps the gradient's scale independent of T."""
 
-    def __init__(self, student_dim: int, teacher_dim: int, temperature: float = 4.0) -> None:
+    def __init__(self, student_dim: int, teacher_dim: int, temperature: float = 4.0, hidden: int = 0,
+                 adaptor: str = "bn") -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.head = nn.Linear(student_dim, teacher_dim)
+        self.head = predictor(student_dim, teacher_dim, hidden, adaptor)
         self.temperature = temperature
 
     def forward(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
