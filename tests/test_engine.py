@@ -1,4 +1,5 @@
 """Training runs: every shipped recipe for two CPU steps, resume equivalence, export, CLI errors."""
+import copy
 import json
 from pathlib import Path
 
@@ -149,6 +150,54 @@ def test_optimizers_cover_exactly_the_trainable_parameters(name):
     assert in_opt == {id(p) for p in method.student.parameters()}
     decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert decayed == {id(p) for p in method.student.parameters() if p.ndim > 1}  # no decay on biases and norms
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_fused_optimizer_takes_the_same_steps_as_torchs_loop(name):
+    """build_optimizer's fused step (where this torch has it) against torch's per-tensor loop: same update."""
+    from timm.optim import create_optimizer_v2
+
+    from mvmr.config import build_recipe
+    from mvmr.engine import build_optimizer
+
+    cfg = build_recipe({"optim": {"name": name, "lr": 0.01, "weight_decay": 0.01}}).optim
+    torch.manual_seed(0)
+    models = [torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 4))]
+    models.append(copy.deepcopy(models[0]))
+    start = copy.deepcopy(models[0])
+    extra = {"momentum": cfg.momentum} if name == "sgd" else {}
+    opts = [build_optimizer(models[0], cfg),
+            create_optimizer_v2(models[1], opt=name, lr=0.01, weight_decay=0.01, filter_bias_and_bn=True, **extra)]
+    assert not opts[1].defaults.get("fused")
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 5):  # fused CPU steps since 2.4-2.5
+        assert opts[0].defaults["fused"]
+    for _ in range(5):
+        x = torch.randn(32, 8)
+        for model, opt in zip(models, opts):
+            model(x).pow(2).mean().backward()
+            opt.step()
+            opt.zero_grad()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert all(not torch.equal(a, b) for a, b in zip(models[0].parameters(), start.parameters()))  # it stepped
+
+
+def test_optimizer_falls_back_where_torch_has_no_fused_step(monkeypatch):
+    import timm.optim
+
+    from mvmr.config import build_recipe
+    from mvmr.engine import build_optimizer
+
+    real = timm.optim.create_optimizer_v2
+
+    def no_fused(*args, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(timm.optim, "create_optimizer_v2", no_fused)
+    opt = build_optimizer(torch.nn.Linear(4, 2), build_recipe({"optim": {"name": "adam"}}).optim)
+    assert isinstance(opt, torch.optim.Adam) and not opt.defaults.get("fused")
 
 
 def test_lr_schedule_warmup_then_cosine():
