@@ -258,10 +258,11 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         return {**logits_term(paths[first], f"teacher_{first}_logits"),
                 **logits_term(paths[other], f"teacher_{other}_logits", weight=weight)}
 
-    def kd(t: str, extra: dict | None = None, **kw) -> dict:
-        """Hinton KD on teacher ``t``'s logits through one head (the kd_<t> variants), plus ``extra`` terms; ``kw``
-        as for ``radio``."""
-        return radio(teachers=(), extra={**logits_term(paths[t], f"teacher_{t}_logits"), **(extra or {})}, **kw) | {"teachers": (t,)}
+    def kd(t: str, extra: dict | None = None, hidden: int = 0, **kw) -> dict:
+        """Hinton KD on teacher ``t``'s logits through one head (the kd_<t> variants; ``hidden``: an MLP head), plus
+        ``extra`` terms; ``kw`` as for ``radio``."""
+        logits = logits_term(paths[t], f"teacher_{t}_logits", hidden=hidden)
+        return radio(teachers=(), extra={**logits, **(extra or {})}, **kw) | {"teachers": (t,)}
 
     return {
         "no_teacher": {"providers": HAND, "loss": {}, "augment": None},
@@ -328,7 +329,7 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         "kd_e_feat": radio(teachers=("e",), extra=logits_term(paths["e"], "teacher_e_logits")),
         # the head between the student's features and the logits (#20 goal 1b): an MLP (Linear → BN → ReLU → Linear,
         # 512 wide) in place of the linear head, so the features k-NN reads sit one layer before the class space
-        "kd_e_mlp": radio(teachers=(), extra=logits_term(paths["e"], "teacher_e_logits", hidden=512)) | {"teachers": ("e",)},
+        "kd_e_mlp": kd("e", hidden=512),
         "kd_f": kd("f"),
         "multi_kd_ef": radio(teachers=(), extra=logits_with("f", first="e")) | {"teachers": ("e", "f")},
         "ens_kd_ef": radio(teachers=(), extra=ensemble_logits_term([paths["e"], paths["f"]], "teachers_ef")) | {"teachers": ("e", "f")},

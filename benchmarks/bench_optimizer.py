@@ -25,7 +25,8 @@ torch.manual_seed(0)
 methods = {"fused": build_method(recipe)}
 methods["loop"] = copy.deepcopy(methods["fused"])
 optims = {"fused": build_optimizer(methods["fused"], recipe.optim),
-          "loop": create_optimizer_v2(methods["loop"], opt="adam", lr=1e-3, weight_decay=1e-6, filter_bias_and_bn=True)}
+          "loop": create_optimizer_v2(methods["loop"], opt="adam", lr=recipe.optim.lr,
+                                      weight_decay=recipe.optim.weight_decay, filter_bias_and_bn=True)}
 assert optims["fused"].defaults["fused"] and not optims["loop"].defaults["fused"], "this torch has no fused CPU Adam"
 g = torch.Generator().manual_seed(0)
 data = Batch(torch.rand(batch, 3, size, size, generator=g), [torch.rand(batch, 3, size, size, generator=g)],

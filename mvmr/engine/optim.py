@@ -106,8 +106,8 @@ def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
     """adam | adamw | sgd | lars through timm's optimizer factory, over the trainable parameters in two groups:
     biases and norm weights (1-D tensors) without weight decay, the rest with it (as VICReg, DINO, MIRA do);
     LARS also skips its trust ratio for the former. Adam, AdamW and SGD take torch's fused step where the torch and
-    device have it (the same update, rounded otherwise: on a CPU torch's default is a per-tensor loop, 5-10x
-    slower for a ResNet-18, benchmarks/bench_step.py)."""
+    device have it (the same update, rounded otherwise: on a CPU torch's default is a per-tensor loop, 2.7-9x
+    slower for a ResNet-18, benchmarks/bench_optimizer.py)."""
     from timm.optim import create_optimizer_v2
 
     kwargs: dict[str, Any] = {"momentum": cfg.momentum} if cfg.name in ("sgd", "lars") else {}
