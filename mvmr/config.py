@@ -119,7 +119,7 @@ class StudentConfig(Section):
 
 class ProviderConfig(Section):
     """One representation the student is tied to. ``objective`` (registered in mvmr.registry.objectives: dcor,
-    cosine, mse, cos_smoothl1, rkd, sp, seed, kd) compares the student's ``representation`` (projector output,
+    cosine, mse, cos_smoothl1, rkd, sp, seed, crd, kd) compares the student's ``representation`` (projector output,
     backbone features, or the backbone's last feature map: ``spatial``, against the provider's dense features on
     its grid) of ``view`` with the provider's features: ``cross`` = the student's augmented view against the
     provider on the original view (the MV-MR paper), ``original`` = both on the original view, ``augmented`` =

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import mvmr
 from mvmr.config import build_recipe
 from mvmr.data import Batch
-from mvmr.losses import (RKD, SEED, CosineRegression, DCorObjective, SimilarityPreserving, SoftTargetKD,
+from mvmr.losses import (RKD, SEED, ContrastiveKD, CosineRegression, DCorObjective, SimilarityPreserving, SoftTargetKD,
                          distance_correlation)
 from mvmr.losses.distill import rkd_angle, rkd_distance
 from mvmr.methods import build_method
@@ -154,6 +154,30 @@ def test_soft_target_kd_matches_a_numpy_reference_and_vanishes_at_the_teachers_l
     assert abs(exact(t.float(), t.float()).item()) < 1e-6 and exact(s.float()[:, :5], t.float()).item() > 0.01
     with pytest.raises(ValueError, match="temperature must be > 0"):
         SoftTargetKD(6, 5, temperature=0.0)
+
+
+def test_crd_is_the_symmetric_infonce_of_a_numpy_reference_and_ranks_a_matching_student_first():
+    s, t = _pair(n=10, dt=5)
+    crd = ContrastiveKD(6, 5, dim=4, temperature=0.1)
+    zs = (s.float() @ crd.student_embed.weight.detach().T + crd.student_embed.bias.detach()).double().numpy()
+    zt = (t.float() @ crd.teacher_embed.weight.detach().T + crd.teacher_embed.bias.detach()).double().numpy()
+    zs, zt = zs / np.linalg.norm(zs, axis=1, keepdims=True), zt / np.linalg.norm(zt, axis=1, keepdims=True)
+    logits = zs @ zt.T / 0.1
+
+    def nll_of_diagonal(z):  # −log softmax(z)_ii, averaged over rows
+        z = z - z.max(1, keepdims=True)
+        return -(np.diag(z) - np.log(np.exp(z).sum(1))).mean()
+    ref = 0.5 * (nll_of_diagonal(logits) + nll_of_diagonal(logits.T))
+    assert abs(crd(s.float(), t.float()).item() - ref) < 1e-5
+    # a student whose embedding is the teacher's scores below one paired with the wrong images, and near 0 when cold
+    same = ContrastiveKD(5, 5, dim=5, temperature=0.05)
+    with torch.no_grad():
+        for embed in (same.student_embed, same.teacher_embed):
+            embed.weight.copy_(torch.eye(5)), embed.bias.zero_()
+    matched, shuffled = same(t.float(), t.float()), same(t.float().roll(1, 0), t.float())
+    assert matched < shuffled and matched.item() < 0.2
+    with pytest.raises(ValueError, match="dim and temperature must be > 0"):
+        ContrastiveKD(6, 5, temperature=0.0)
 
 
 def test_classifier_teachers_read_their_logits(tmp_path):

@@ -12,6 +12,8 @@ loss`` (lower is better), registered by name in ``mvmr.registry.objectives`` (en
 - ``sp``: similarity-preserving KD (Tung & Mori 2019): row-normalised Gram matrices of the batch.
 - ``seed``: SEED / DisCo-style similarity distillation (Fang et al. 2021): the student matches the teacher's
   softmax similarity distribution over the batch and a queue of past teacher features.
+- ``crd``: contrastive representation distillation (Tian et al. 2020) with the batch's negatives: the student's
+  embedding of each image must pick out the teacher's embedding of that image among the batch's (InfoNCE).
 - ``kd``: Hinton et al.'s soft targets: KL(softmax(t/T) ‖ softmax(head(s)/T))·T² through a linear head, for a
   teacher read as class logits (``params: {output: logits}`` of a ``torchvision:`` or ``timm:`` classifier).
 Objectives with state (predictors, the queue) are checkpointed with the method. The regression objectives
@@ -147,6 +149,31 @@ class SoftTargetKD(nn.Module):
         T = self.temperature
         log_p = F.log_softmax(self.head(s).float() / T, dim=1)
         return F.kl_div(log_p, F.log_softmax(t.float() / T, dim=1), reduction="batchmean", log_target=True) * T * T
+
+
+@objectives.register("crd")
+class ContrastiveKD(nn.Module):
+    """CRD (Tian et al. 2020), its negatives the other images of the batch (the global batch under DDP) instead of
+    its memory bank: s and t through linear embeddings to ``dim`` (the student's an MLP with ``hidden`` > 0),
+    L2-normalised, and the InfoNCE of each student row against the teacher rows and of each teacher row against
+    the student rows, averaged, at ``temperature``. Where the regression objectives ask for the teacher's
+    coordinates, this asks that each image's nearest teacher neighbour be its own, the geometry k-NN reads."""
+
+    def __init__(self, student_dim: int, teacher_dim: int, dim: int = 128, temperature: float = 0.07,
+                 hidden: int = 0) -> None:
+        super().__init__()
+        if dim <= 0 or temperature <= 0:
+            raise ValueError(f"dim and temperature must be > 0, got dim={dim}, temperature={temperature}")
+        self.student_embed = predictor(student_dim, dim, hidden)
+        self.teacher_embed = nn.Linear(teacher_dim, dim)
+        self.temperature = temperature
+
+    def forward(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        zs = F.normalize(self.student_embed(s).float(), dim=1)
+        zt = F.normalize(self.teacher_embed(t.float()), dim=1)
+        logits = zs @ zt.T / self.temperature
+        own = torch.arange(len(s), device=s.device)
+        return 0.5 * (F.cross_entropy(logits, own) + F.cross_entropy(logits.T, own))
 
 
 def rkd_distance(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
