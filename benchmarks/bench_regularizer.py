@@ -13,11 +13,13 @@ times as many unlabelled images as labelled ones (FixMatch's mu). ``--anneal``: 
 cosine from its value to 0 over the run, so the student follows the teacher first and the labels alone last.
 ``--finetune``: the peer a user would try first, no regulariser: fine-tune the label-free checkpoint's backbone
 with the 1,000 labels.
+``--probe``: no training run; what the label-free teacher's frozen features hold for the 1,000 labels, beside a
+random-init ResNet-18's: a logistic regression on the standardised features (scikit-learn, C = 1), test accuracy.
 How the teacher term ties: ``--objective=dcor`` (1 − dCor, no head) instead of cos + smooth-L1, ``--hidden=0`` a
 linear adaptor instead of RADIO's MLP (2048 wide), ``--adaptor=identity`` none (with ``--finetune`` and
 ``--standardize=none``: DELTA's tie of the fine-tuned features to those of the model it started from).
 Usage: python bench_regularizer.py [epochs] [weights, comma-separated] [--teacher] [--unlabelled] [--finetune]
-[--teacher=mira] [--objective=NAME] [--hidden=N] [--adaptor=NAME] [--standardize=MODE] [--mu=N] [--anneal]   (one JSON line per variant)
+[--teacher=mira] [--probe] [--objective=NAME] [--hidden=N] [--adaptor=NAME] [--standardize=MODE] [--mu=N] [--anneal]   (one JSON line per variant)
 """
 import math
 import statistics
@@ -45,6 +47,12 @@ PROVIDERS = {"pixels": {}, "hog": {"params": {"orientations": 9, "pixels_per_cel
              "lsd": {"params": {"size": 3}}}
 
 
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """CIFAR-10's per-channel mean and std, as the supervised student and a random-init network read images."""
+    mean, std = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1), torch.tensor([0.247, 0.243, 0.261]).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
 def load():
     f = np.load(NPZ)
     y = f["y_train"]
@@ -67,8 +75,7 @@ def train(weight: float, seed: int, data) -> float:
     else:
         model = torchvision.models.resnet18(num_classes=10)
         backbone, fc = torch.nn.Sequential(*list(model.children())[:-1], torch.nn.Flatten()), model.fc
-        mean, std = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1), torch.tensor([0.247, 0.243, 0.261]).view(1, 3, 1, 1)
-        embed = lambda b: backbone((b - mean) / std)  # noqa: E731
+        embed = lambda b: backbone(normalise(b))  # noqa: E731
     reg = mvmr.FeatureRegularizer({n: {"weight": weight, **p} for n, p in PROVIDERS.items()}, embedding_dim=512,
                                   image_size=32) if weight else None
     params = list(model.parameters()) + (list(reg.parameters()) if reg is not None else [])  # the adaptor's
@@ -138,7 +145,36 @@ if USE_TEACHER:
                                                    **({"objective_params": head} if head else {}),
                                                    "standardize": option("standardize", "layernorm"),
                                                    "representation": "backbone"}}
+
+
+def linear_probe(data) -> None:
+    """Logistic regression on frozen features of the 1,000 labelled images: the label-free teacher's against a
+    random-init ResNet-18's (the student's starting point), one JSON line."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mvmr.checkpoint import load_student
+
+    x, y, xt, yt, _ = data
+    _, student = load_student(label_free_teacher())
+    torch.manual_seed(0)
+    random = torchvision.models.resnet18()
+    random.fc = torch.nn.Identity()
+    accs = {}
+    for name, encode in (("label_free_teacher", student.embed), ("random_init", lambda b: random.eval()(normalise(b)))):
+        with torch.no_grad():
+            f, ft = (torch.cat([encode(b) for b in imgs.split(500)]).numpy() for imgs in (x, xt))
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000)).fit(f, y.numpy())
+        accs[name] = round(100.0 * (clf.predict(ft) == yt.numpy()).mean(), 2)
+    emit(bench="regularizer", variant="linear_probe", teacher=label_free_teacher().name, labelled=len(x),
+         test_acc=accs["label_free_teacher"], test_acc_random_init=accs["random_init"])
+
+
 data = load()
+if "--probe" in sys.argv:
+    linear_probe(data)
+    sys.exit(0)
 for weight in weights:
     t0, accs = time.perf_counter(), [train(weight, seed, data) for seed in (0, 1, 2)]
     emit(bench="regularizer", providers=[Path(n).name for n in sorted(PROVIDERS)] if weight else [], weight=weight, labelled=len(data[0]),
