@@ -26,6 +26,7 @@ both ResNets end on a 2x2 map, and ``*_spatial_64`` add a dense term on it besid
 ``kd_e_views`` adds MV-MR's dCor between the student's two views (``loss.dcor_views: 0.1``, the 6-epoch pick) to ``kd_e``.
 ``kd_e_rrc`` runs ``kd_e`` on a random resized crop (scale 0.35-1) + flip, teacher and student on the same view;
 ``kd_e_feat`` adds cos + smooth-L1 on teacher E's features (own adaptor, layernorm) beside its logits.
+``kd_e_hand`` adds MV-MR's hand-crafted providers (pixels, HOG, LSD; 1 − dCor, weight 0.1) to ``kd_e``.
 ``kd_e_crd`` adds CRD (``objective: crd``, InfoNCE with the batch's negatives) on E's features to ``kd_e``; ``crd_e`` has it alone.
 ``kd_e_mlp`` fits E's logits through an MLP head (512 wide, BN, ReLU) in place of the linear one.
 ``*_kd`` add Hinton KD on the teacher's class logits (T = 4; ``_t1``: T = 1) beside its features; ``kd`` has the
@@ -331,6 +332,9 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         # the head between the student's features and the logits (#20 goal 1b): an MLP (Linear → BN → ReLU → Linear,
         # 512 wide) in place of the linear head, so the features k-NN reads sit one layer before the class space
         "kd_e_mlp": kd("e", hidden=512),
+        # MV-MR's multi-representation terms beside the logits (#20 goal 1b): 1 − dCor of the student's backbone to
+        # pixels, HOG and LSD of the original image (cached) at weight 0.1, radio_ln_hand's setting, on kd_e
+        "kd_e_hand": kd("e", extra={k: {**v, "weight": 0.1, "representation": "backbone"} for k, v in HAND.items()}),
         # contrastive distillation (#20 goal 1b): CRD with the batch's negatives on E's features, beside E's logits
         # (kd_e_crd) and alone (crd_e): each image's nearest teacher neighbour its own, the geometry k-NN reads
         "kd_e_crd": kd("e", extra=teacher_term(paths["e"], "teacher_e_crd", objective="crd", view="augmented",
