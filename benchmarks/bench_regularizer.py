@@ -6,7 +6,8 @@ Regularisers: the hand-crafted providers (pixels, HOG, LSD; 1 − dCor), or with
 an MV-MR model pretrained through mvmr on all 10,000 train images without their labels (hand-crafted providers,
 torchvision init, ``TEACHER_EPOCHS`` epochs; cached in benchmarks/.cache), loaded as ``mvmr:<checkpoint>`` and tied to
 the features by cos + smooth-L1 through RADIO's adaptor on layer-normed teacher features. ``--teacher=mira``: the
-shipped ``cifar10_mira`` recipe instead (MIRA + MV-MR hybrid, 25 epochs, the same 10,000 images, no labels).
+shipped ``cifar10_mira`` recipe instead (MIRA + MV-MR hybrid, 25 epochs, the same 10,000 images, no labels;
+``--teacher-epochs=N``: N epochs instead).
 ``--unlabelled``: each step the regulariser also reads a batch drawn from all 10,000 train images (their labels are
 never loaded), the semi-supervised use: the cross-entropy sees the 1,000 labelled images only; ``--mu=N`` reads N
 times as many unlabelled images as labelled ones (FixMatch's mu). ``--anneal``: the regulariser's weight follows a
@@ -19,7 +20,7 @@ How the teacher term ties: ``--objective=dcor`` (1 − dCor, no head) instead of
 linear adaptor instead of RADIO's MLP (2048 wide), ``--adaptor=identity`` none (with ``--finetune`` and
 ``--standardize=none``: DELTA's tie of the fine-tuned features to those of the model it started from).
 Usage: python bench_regularizer.py [epochs] [weights, comma-separated] [--teacher] [--unlabelled] [--finetune]
-[--teacher=mira] [--probe] [--objective=NAME] [--hidden=N] [--adaptor=NAME] [--standardize=MODE] [--mu=N] [--anneal]   (one JSON line per variant)
+[--teacher=mira] [--teacher-epochs=N] [--probe] [--objective=NAME] [--hidden=N] [--adaptor=NAME] [--standardize=MODE] [--mu=N] [--anneal]   (one JSON line per variant)
 """
 import math
 import statistics
@@ -120,6 +121,8 @@ def label_free_teacher() -> Path:
     if TEACHER == "mira":
         tree = read_recipe_tree(resolve_recipe("cifar10_mira"))
         tree["data"]["root"], tree["trainer"]["progress"] = str(NPZ), False
+        if option("teacher-epochs"):  # a longer pretraining than the recipe's 25 epochs, its schedule stretched
+            tree["optim"]["epochs"] = tree["eval"]["knn_every"] = int(option("teacher-epochs"))
         name = f"mira_label_free_{DATA_TAG}_e{tree['optim']['epochs']}.pt"
     else:
         tree = cifar_tree(TEACHER_EPOCHS, method="mvmr", providers=HAND, student={"zero_init_residual": False})
