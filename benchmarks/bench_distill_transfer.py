@@ -266,6 +266,7 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         logits = logits_term(paths[t], f"teacher_{t}_logits", hidden=hidden)
         return radio(teachers=(), extra={**logits, **(extra or {})}, **kw) | {"teachers": (t,)}
 
+    crd_e = teacher_term(paths["e"], "teacher_e_crd", objective="crd", view="augmented", representation="backbone")
     return {
         "no_teacher": {"providers": HAND, "loss": {}, "augment": None},
         "dcor_paper": {"providers": teacher_term(path), "loss": {}, "augment": None},  # today's mvmr distill
@@ -337,10 +338,8 @@ def variants(paths: dict[str, Path]) -> dict[str, dict]:
         "kd_e_hand": kd("e", extra={k: {**v, "weight": 0.1, "representation": "backbone"} for k, v in HAND.items()}),
         # contrastive distillation (#20 goal 1b): CRD with the batch's negatives on E's features, beside E's logits
         # (kd_e_crd) and alone (crd_e): each image's nearest teacher neighbour its own, the geometry k-NN reads
-        "kd_e_crd": kd("e", extra=teacher_term(paths["e"], "teacher_e_crd", objective="crd", view="augmented",
-                                               representation="backbone")),
-        "crd_e": radio(teachers=(), extra=teacher_term(paths["e"], "teacher_e_crd", objective="crd", view="augmented",
-                                                       representation="backbone")) | {"teachers": ("e",)},
+        "kd_e_crd": kd("e", extra=crd_e),
+        "crd_e": radio(teachers=(), extra=crd_e) | {"teachers": ("e",)},
         "kd_f": kd("f"),
         "multi_kd_ef": radio(teachers=(), extra=logits_with("f", first="e")) | {"teachers": ("e", "f")},
         "ens_kd_ef": radio(teachers=(), extra=ensemble_logits_term([paths["e"], paths["f"]], "teachers_ef")) | {"teachers": ("e", "f")},

@@ -160,17 +160,19 @@ def linear_probe(data) -> None:
     from mvmr.checkpoint import load_student
 
     x, y, xt, yt, _ = data
-    _, student = load_student(label_free_teacher())
+    teacher = label_free_teacher()
+    _, student = load_student(teacher)
     torch.manual_seed(0)
-    random = torchvision.models.resnet18()
-    random.fc = torch.nn.Identity()
+    untrained = torchvision.models.resnet18()
+    untrained.fc = torch.nn.Identity()
+    untrained.eval()
     accs = {}
-    for name, encode in (("label_free_teacher", student.embed), ("random_init", lambda b: random.eval()(normalise(b)))):
+    for name, encode in (("label_free_teacher", student.embed), ("random_init", lambda b: untrained(normalise(b)))):
         with torch.no_grad():
             f, ft = (torch.cat([encode(b) for b in imgs.split(500)]).numpy() for imgs in (x, xt))
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000)).fit(f, y.numpy())
         accs[name] = round(100.0 * (clf.predict(ft) == yt.numpy()).mean(), 2)
-    emit(bench="regularizer", variant="linear_probe", teacher=label_free_teacher().name, labelled=len(x),
+    emit(bench="regularizer", variant="linear_probe", teacher=teacher.name, labelled=len(x),
          test_acc=accs["label_free_teacher"], test_acc_random_init=accs["random_init"])
 
 

@@ -169,7 +169,8 @@ def test_crd_is_the_symmetric_infonce_of_a_numpy_reference_and_ranks_a_matching_
         return -(np.diag(z) - np.log(np.exp(z).sum(1))).mean()
     ref = 0.5 * (nll_of_diagonal(logits) + nll_of_diagonal(logits.T))
     assert abs(crd(s.float(), t.float()).item() - ref) < 1e-5
-    # a student whose embedding is the teacher's scores below one paired with the wrong images, and near 0 when cold
+    # a student whose embedding is the teacher's scores below one paired with the wrong images, and near 0 at a
+    # low temperature
     same = ContrastiveKD(5, 5, dim=5, temperature=0.05)
     with torch.no_grad():
         for embed in (same.student_embed, same.teacher_embed):
