@@ -69,11 +69,12 @@ class FeatureCache:
         self.filled = np.load(folder / "filled.npy", mmap_mode="r+")
 
     @classmethod
-    def open(cls, root: Path, description: dict[str, Any], n: int, dim: int) -> "FeatureCache":
-        """Open the cache for ``description``, creating it, or rebuilding it when it is stale or corrupt."""
+    def open(cls, root: Path, description: dict[str, Any], n: int, dim: int, dtype: str = "float32") -> "FeatureCache":
+        """Open the cache for ``description``, creating it, or rebuilding it when it is stale or corrupt. Rows are
+        stored as ``dtype`` (float32: exact; float16: half the disk, for teacher banks)."""
         folder = Path(root).expanduser() / cache_key(description)
         if folder.exists():
-            problem = cls._problem(folder, description, n, dim)
+            problem = cls._problem(folder, description, n, dim, dtype)
             if problem is None:
                 return cls(folder)
             log(f"rebuilding {folder.name} ({description['provider']}): {problem}")
@@ -81,7 +82,7 @@ class FeatureCache:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         (tmp / MARKER).write_text(FORMAT + "\n")
-        np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.float32, shape=(n, dim)).flush()
+        np.lib.format.open_memmap(tmp / "features.npy", mode="w+", dtype=np.dtype(dtype), shape=(n, dim)).flush()
         np.save(tmp / "filled.npy", np.zeros(n, dtype=np.uint8))
         _write_json(tmp / "meta.json", {"format": FORMAT, "description": description, "n": n, "dim": dim,
                                         "complete": False})
@@ -89,7 +90,7 @@ class FeatureCache:
         return cls(folder)
 
     @staticmethod
-    def _problem(folder: Path, description: dict, n: int, dim: int) -> Optional[str]:
+    def _problem(folder: Path, description: dict, n: int, dim: int, dtype: str = "float32") -> Optional[str]:
         try:
             meta = json.loads((folder / "meta.json").read_text())
             feats = np.load(folder / "features.npy", mmap_mode="r")
@@ -100,7 +101,7 @@ class FeatureCache:
             return "not an mvmr cache of this format"
         if meta.get("description") != description:
             return "stale: made for other provider settings or data"
-        if feats.shape != (n, dim) or feats.dtype != np.float32 or filled.shape != (n,):
+        if feats.shape != (n, dim) or feats.dtype != np.dtype(dtype) or filled.shape != (n,):
             return f"wrong shape {feats.shape} for ({n}, {dim})"
         if meta.get("complete") and (not filled.all() or _crc(folder / "features.npy") != meta.get("crc32")):
             return "corrupt: checksum mismatch"
@@ -114,7 +115,7 @@ class FeatureCache:
         return self.filled[index] == 0
 
     def read(self, index: np.ndarray) -> np.ndarray:
-        return np.asarray(self.features[index])
+        return np.asarray(self.features[index], dtype=np.float32)
 
     def write(self, index: np.ndarray, values: np.ndarray) -> None:
         """Store rows, flush them, then mark them filled; seal the cache with a checksum when every row is in."""
@@ -123,7 +124,11 @@ class FeatureCache:
         if not np.isfinite(values).all():
             raise NonFiniteError(f"provider '{self.meta['description']['provider']}' returned NaN or Inf features; "
                                  f"nothing was cached: fix the provider (its features must be finite)")
-        self.features[index] = values.astype(np.float32, copy=False)
+        values = values.astype(self.features.dtype, copy=False)
+        if not np.isfinite(values).all():
+            raise NonFiniteError(f"provider '{self.meta['description']['provider']}' returned features beyond the range "
+                                 f"of {self.features.dtype}; nothing was cached: store them as float32")
+        self.features[index] = values
         self.features.flush()
         self.filled[index] = 1
         self.filled.flush()
@@ -133,13 +138,16 @@ class FeatureCache:
 
 
 class CachedFeatures:
-    """A method's ``feature_source``: cached rows when all are present, else compute, store the missing, return."""
+    """A method's ``feature_source``: cached rows when all are present, else compute, store the missing, return.
+    ``banks`` (provider name -> ``TeacherBank``) serve terms on the augmented view, from the banked epoch ``slot``."""
 
-    def __init__(self, providers: dict[str, Any], caches: dict[str, FeatureCache]) -> None:
-        self.providers, self.caches = providers, caches
+    def __init__(self, providers: dict[str, Any], caches: dict[str, FeatureCache],
+                 banks: Optional[dict[str, Any]] = None) -> None:
+        self.providers, self.caches, self.banks = providers, caches, banks or {}
+        self.slot = 0  # the banked epoch whose views the data shows now (the engine sets it each epoch)
 
-    def __call__(self, name: str, images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        cache = self.caches.get(name)
+    def __call__(self, name: str, images: torch.Tensor, index: torch.Tensor, view: str = "original") -> torch.Tensor:
+        cache = self.banks[name].slot(self.slot) if view == "augmented" else self.caches.get(name)
         if cache is None:
             return self.providers[name](images)
         idx = index.cpu().numpy()
@@ -149,6 +157,10 @@ class CachedFeatures:
             cache.write(idx[missing], feats[torch.from_numpy(missing).to(feats.device)].float().cpu().numpy())
             return feats
         return torch.from_numpy(cache.read(idx)).to(images.device)
+
+    def reads(self, name: str, view: str) -> bool:
+        """Whether ``name``'s features on ``view`` come through here (the original-view cache, or its bank)."""
+        return name in (self.banks if view == "augmented" else self.caches)
 
 
 def open_caches(providers: dict[str, Any], identity: dict[str, Any], n: int, image_size: int,

