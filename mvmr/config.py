@@ -184,6 +184,8 @@ class EvalConfig(Section):
     knn_t: float = Field(0.07, gt=0)
     limit: Optional[int] = Field(None, ge=1, description="evaluate on at most N train and N test images")
     batch_size: int = Field(256, ge=1, description="feature-extraction batch per process")
+    teacher_knn: bool = Field(False, description="also the k-NN of each teacher's own features of the same images "
+                              "(original view), once at the start: the level the student is distilled towards")
 
 
 class Recipe(Section):

@@ -40,6 +40,7 @@ def extractors_list(image_size: int = typer.Option(96, min=8, help="Image side u
 def teachers_list() -> None:
     """List registered teachers (families take a spec after a colon)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from ..registry import teachers
@@ -47,7 +48,7 @@ def teachers_list() -> None:
     table = Table("name", "description")
     for name in teachers.names():
         doc = (teachers.factory(name).__doc__ or "").strip().split("\n")[0]
-        table.add_row(f"{name}:<spec>" if teachers.is_family(name) else name, doc)
+        table.add_row(f"{name}:<spec>" if teachers.is_family(name) else name, escape(doc))  # "mvmr[lite]" is no markup
     Console(width=max(Console().width, 120)).print(table)
 
 

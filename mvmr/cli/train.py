@@ -139,7 +139,8 @@ def _print_summary(summary: dict, out_dir: Path) -> None:
     if "knn_top1" in summary:
         init = summary.get("knn_top1_at_init")
         typer.echo(f"k-NN top-1: {summary['knn_top1']:.2f}% learned"
-                   + (f" vs {init:.2f}% at initialisation" if init is not None else ""))
+                   + (f" vs {init:.2f}% at initialisation" if init is not None else "")
+                   + "".join(f"; teacher {name}: {value:.2f}%" for name, value in summary.get("teacher_knn_top1", {}).items()))
     typer.echo(f"run folder: {out_dir}")
     typer.echo(f"draw it: mvmr report {out_dir}")
 

@@ -162,6 +162,22 @@ class OnlineKNN(Callback):
             init = self.measure(run)
             if init is not None:
                 run.summary.update({f"{k}_at_init": v for k, v in init.items()})
+            if run.recipe.eval.teacher_knn:
+                run.summary["teacher_knn_top1"] = self.teachers(run)
+
+    def teachers(self, run: "Run") -> dict[str, float]:
+        """k-NN top-1 of each teacher's own features (its summary output on the original view) of the same images."""
+        from ..distill import kind
+        from ..registry import teachers
+
+        e, train, test = run.recipe.eval, *self.splits
+        terms, scores = run.method.provider_terms, {}
+        for name, provider in terms.providers.items():
+            if kind(name, terms.configs[name].model_dump()) in teachers:
+                args = (e.batch_size, str(run.device), 0, run.rank, run.world)
+                (tx, ty), (vx, vy) = extract_features(provider, train, *args), extract_features(provider, test, *args)
+                scores[name] = knn_classify(tx, ty, vx, vy, e.knn_k, e.knn_t)["top1"]
+        return scores
 
     def on_epoch_end(self, run: "Run", record: dict[str, Any]) -> None:
         last = run.epoch == run.recipe.optim.epochs
