@@ -154,7 +154,8 @@ def fill_bank(bank: TeacherBank, provider, dataset, period: int, batch_size: int
             batch = batch.to(device)
             index = batch.index.cpu().numpy()
             feats = provider(batch.views[0].float())
-            cache.write(index, feats.float().cpu().numpy())
+            known = index >= 0  # -1: a stand-in for an unreadable image, never banked
+            cache.write(index[known], feats.float().cpu().numpy()[known])
             done += len(index)
             if progress is not None:
                 progress(len(index), time.perf_counter() - started)

@@ -151,10 +151,13 @@ class CachedFeatures:
         if cache is None:
             return self.providers[name](images)
         idx = index.cpu().numpy()
-        missing = cache.missing(idx)
+        known = idx >= 0  # -1: another image stood in for an unreadable one; computed, never cached
+        missing = ~known
+        missing[known] = cache.missing(idx[known])
         if missing.any():
             feats = self.providers[name](images)
-            cache.write(idx[missing], feats[torch.from_numpy(missing).to(feats.device)].float().cpu().numpy())
+            store = missing & known
+            cache.write(idx[store], feats[torch.from_numpy(store).to(feats.device)].float().cpu().numpy())
             return feats
         return torch.from_numpy(cache.read(idx)).to(images.device)
 

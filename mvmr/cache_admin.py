@@ -116,14 +116,14 @@ def build_caches(recipe) -> list[str]:
     todo = [n for n, c in caches.items() if not c.complete]
     if todo:
         batch = recipe.optim.batch_size
-        loader = DataLoader(OneView(base, recipe.data.image_size), batch_size=batch,
+        loader = DataLoader(OneView(base, recipe.data.image_size, indexed=True), batch_size=batch,
                             num_workers=recipe.trainer.num_workers)
-        for b, (images, _) in enumerate(loader):
+        for b, (images, _, index) in enumerate(loader):
             if b % world != rank:
                 continue
-            index = torch.arange(b * batch, b * batch + len(images))
             for name in todo:
-                if caches[name].missing(index.numpy()).any():
+                idx = index.numpy()
+                if (idx < 0).any() or caches[name].missing(idx[idx >= 0]).any():
                     source(name, images.to(device), index)
     dist_utils.barrier()
     caches = {n: FeatureCache(c.folder) for n, c in caches.items()}  # re-read: other processes may have sealed

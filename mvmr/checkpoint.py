@@ -6,7 +6,9 @@ unpickling of arbitrary objects: a crafted file cannot run code through ``eval``
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import pickle
 import tempfile
 from pathlib import Path
@@ -30,7 +32,13 @@ def atomic_save(obj: Any, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            try:
+                torch.save(obj, f)
+            except RuntimeError as exc:  # torch's zip writer reports a failed write (a full disk) as RuntimeError
+                free = shutil.disk_usage(path.parent).free / 2**20
+                raise OSError(errno.ENOSPC if free < 1 else errno.EIO,
+                              f"{'No space left on device' if free < 1 else 'the write failed'} ({free:.1f} MB free; "
+                              f"torch: {str(exc).strip().splitlines()[0][:80]})") from None
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)

@@ -271,7 +271,17 @@ def _set(tree: dict, dotted: str, value: Any, source: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"{source}: cannot set '{dotted}': '{k}' is not a section")
         node = child
+    if isinstance(value, dict) and value and isinstance(node.get(keys[-1]), dict):
+        # a mapping sets the keys it names and keeps the others: --set 'optim={lr: 0.1}' changes lr only
+        for key, item in value.items():
+            _set(tree, f"{dotted}.{_quoted(key)}", item, source)
+        return
     node[keys[-1]] = value
+
+
+def _quoted(key: Any) -> str:
+    """A key as one part of a dotted --set path (quoted when it holds '.')."""
+    return f'"{key}"' if "." in str(key) else str(key)
 
 
 def parse_override(item: str) -> tuple[str, Any]:

@@ -52,11 +52,12 @@ class FiniteMonitor:
 
 
 class StopSignals:
-    """Context manager: while active, SIGINT and SIGTERM set ``self.received`` (the signal number) instead of
+    """Context manager: while active, SIGINT, SIGTERM and SIGHUP set ``self.received`` (the signal number) instead of
     killing the process; the previous handlers come back on exit. Only the main thread can install handlers;
     elsewhere it does nothing."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    # SIGHUP (a closed terminal or ssh session) stops a run as SIGTERM does, where the platform has it
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
     def __init__(self) -> None:
         self.received: Optional[int] = None

@@ -97,14 +97,20 @@ class Standardize(nn.Module):
         return ((t.double() - mean) / std).float()
 
 
-def _config(spec: ProviderSpec, default_view: Optional[str]) -> ProviderConfig:
-    """A term's settings from a recipe entry, a dict of the same keys, a bare weight, or a built provider."""
+def _config(name: str, spec: ProviderSpec, default_view: Optional[str]) -> ProviderConfig:
+    """A term's settings from a recipe entry, a dict of the same keys, a bare weight, or a built provider; anything
+    else is one line naming the provider."""
     if isinstance(spec, Provider):
         cfg = ProviderConfig()
     elif isinstance(spec, ProviderConfig):
         cfg = spec
     elif isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        if spec != spec or spec in (float("inf"), float("-inf")):
+            raise ConfigError(f"provider '{name}': weight {spec} is not a finite number")
         cfg = ProviderConfig(weight=float(spec))
+    elif not isinstance(spec, Mapping):
+        raise ConfigError(f"provider '{name}': got {type(spec).__name__} {spec!r:.40}; give a weight (a number, e.g. "
+                          f"0.3), a mapping of its settings ({{'weight': 0.3, 'objective': 'mse'}}) or a built Provider")
     else:
         from pydantic import ValidationError
 
@@ -113,10 +119,24 @@ def _config(spec: ProviderSpec, default_view: Optional[str]) -> ProviderConfig:
         try:
             cfg = ProviderConfig.model_validate(dict(spec))
         except ValidationError as err:
-            raise ConfigError(_format_error(err, "provider spec")) from None
+            raise ConfigError(f"provider '{name}': " + _format_error(err, "provider spec")) from None
     if default_view is not None and "view" not in cfg.model_fields_set:
         cfg = cfg.model_copy(update={"view": default_view})
     return cfg
+
+
+def _check_reads_logits(name: str, cfg: ProviderConfig) -> None:
+    """``objective: kd`` compares class posteriors: a classifier teacher read as features (its head dropped) is
+    refused, naming the setting that reads its logits."""
+    if cfg.objective != "kd" or cfg.params.get("output", "features") == "logits":
+        return
+    from .registry import teachers
+
+    kind = cfg.provider or name
+    if kind in teachers and "output" in inspect.signature(teachers.lookup(kind)[0].factory).parameters:
+        raise ConfigError(f"providers.{name}: objective kd compares class posteriors, but this teacher is read as "
+                          f"features (its classifier dropped); set providers.{name}.params.output: logits, or use "
+                          f"a feature objective (cos_smoothl1)")
 
 
 class StudentRows:
@@ -162,7 +182,7 @@ class ProviderTerms(nn.Module):
                  default_view: Optional[str] = None, seed: Optional[int] = None, owner: str = "this method",
                  local_views: Iterable[str] = ()) -> None:
         super().__init__()
-        self.configs = {name: _config(spec, default_view) for name, spec in specs.items()}
+        self.configs = {name: _config(name, spec, default_view) for name, spec in specs.items()}
         self.local_views = tuple(local_views)  # multi-crop: more student views of each summary term, see forward
         # A plain dict, not a ModuleDict: names may hold '.' and ':' (timm:vit_small.augreg, mvmr:PATH), and frozen
         # providers are rebuilt from the spec, never checkpointed. _apply moves them with the module.
@@ -182,6 +202,7 @@ class ProviderTerms(nn.Module):
                     provider.check_input_size(image_size, image_size)
                 except ValueError as exc:
                     raise ConfigError(f"provider '{name}' at data.image_size={image_size}: {exc}") from None
+            _check_reads_logits(name, cfg)
             params = dict(cfg.objective_params)
             objective = objectives.get(cfg.objective)
             if "estimator" in inspect.signature(objective).parameters:

@@ -63,8 +63,28 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                             f"record (a JSON object); remove that line")
         if "loss" in record and not isinstance(record.get("step"), int):
             raise MVMRError(f"report: '{path}' line {number} has a loss but no integer 'step'; remove that line")
-        records.append(record)
+        records.append(_numbers_only(record, f"'{path}' line {number}"))
     return records
+
+
+def _numbers_only(record: dict[str, Any], where: str) -> dict[str, Any]:
+    """The record without the values a figure cannot draw, each named in one warning line: a value that is not a
+    number (null, text), and a k-NN value without the integer ``epoch`` it is drawn at."""
+    import sys
+
+    kept = {}
+    for key, value in record.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            print(f"warning: report: {where}: '{key}' is {json.dumps(value)[:20]}, not a number; drawn without it",
+                  file=sys.stderr)
+        else:
+            kept[key] = value
+    knn = [k for k in kept if k.startswith("knn_")]
+    if knn and not isinstance(kept.get("epoch"), int):
+        print(f"warning: report: {where}: {', '.join(knn)} without an integer 'epoch'; drawn without it",
+              file=sys.stderr)
+        kept = {k: v for k, v in kept.items() if k not in knn}
+    return kept
 
 
 def _minutes(run: dict[str, Any]) -> Optional[float]:

@@ -117,6 +117,7 @@ def world(tmp_path_factory):
     (w / "dup.yaml").write_text(text + "optim: {lr: 0.5}\n")
     (w / "dup_nested.yaml").write_text(text.replace("optim:\n", "optim:\n  lr: 0.1\n  lr: 0.2\n", 1))
     (w / "alias.yaml").write_text("method: mvmr\nproviders:\n  pixels:\n    params: &p {self: *p}\n")
+    (w / "merge_dup.yaml").write_text("defaults: &d {lr: 0.1}\noptim:\n  <<: *d\n  epochs: 1\n  epochs: 2\n")
     (w / "exit_plugin.py").write_text("import sys\nsys.exit(0)\n")
     (w / "garbage.safetensors").write_bytes(b"\x00\x01garbage" * 100)
     torch.save({**state, "method": "not weights"}, w / "str_method.pt")
@@ -394,6 +395,39 @@ CASES = {
     "teacher-torchvision-offline": (("distill", "{w}/good.yaml", "--teacher", "torchvision:resnet18", "--out",
                                      "{w}/new"), ["torchvision:resnet18", "--teacher-weights", "pretrained: none"]),
 }
+CASES.update({
+    # values a section's validator now refuses
+    "local-scale-negative": (P("loss.local_scale=[-1,3]"), ["local_scale", "0.0 < lo"]),
+    "local-scale-reversed": (P("loss.local_scale=[0.9,0.1]"), ["local_scale"]),
+    "mira-ema-above-one": (P("method=mira", "mira.ema=[1.5,2.0]"), ["mira.ema", "[0, 1]"]),
+    "mira-beta-one": (P("method=mira", "mira.beta=[1.0,0.5]"), ["mira.beta", "[0, 1)"]),
+    "kd-on-teacher-features": (P("providers.torchvision:resnet18.objective=kd",
+                                 "providers.torchvision:resnet18.params.pretrained=none"),
+                               ["objective kd", "params.output: logits"]),
+    "rkd-both-weights-zero": (P("providers.pixels.objective=rkd", "providers.pixels.objective_params.distance_weight=0",
+                                "providers.pixels.objective_params.angle_weight=0"), ["distance_weight", "not both 0"]),
+    "yaml-merge-key-duplicate": (("pretrain", "{w}/merge_dup.yaml"), ["'epochs' appears twice"]),
+    # the teacher bank
+    "bank-on-cross-view": (P("providers.pixels.bank=2"), ["providers.pixels.bank=2", "view: augmented"]),
+    "bank-spatial": (P("providers.pixels.bank=2", "providers.pixels.view=augmented",
+                       "providers.pixels.representation=spatial"), ["feature maps are not banked"]),
+    "bank-two-periods": (P("providers.pixels.bank=2", "providers.pixels.view=augmented", "providers.lsd.bank=3",
+                           "providers.lsd.view=augmented"), ["share one bank period", "pixels: 2", "lsd: 3"]),
+    "bank-without-cache": (P("providers.pixels.bank=2", "providers.pixels.view=augmented", "trainer.use_cache=false"),
+                           ["use_cache=true"]),
+    "bank-with-mixup": (P("providers.pixels.bank=2", "providers.pixels.view=augmented", "data.mixup=0.2"),
+                        ["mixup", "bank: 0"]),
+    "bank-dtype-unknown": (P("providers.pixels.bank_dtype=int8"), ["bank_dtype"]),
+    "bank-negative": (P("providers.pixels.bank=-1"), ["providers.pixels.bank"]),
+    # EfficientNet-Lite teachers
+    "lite-bad-pretrained": (P("providers.efficientnet-lite0.params.pretrained=xyz"),
+                            ["efficientnet-lite0", "pretrained must be imagenet or none"]),
+    "lite-bad-output": (P("providers.efficientnet-lite0.params.output=map"), ["output must be features or logits"]),
+    "lite-weights-missing": (P("providers.efficientnet-lite0.params.weights={w}/nope.pth"), ["nope.pth", "does not exist"]),
+    "lite-weights-of-another-net": (P("providers.efficientnet-lite0.params.weights={w}/unfit.pt"),
+                                    ["efficientnet-lite0", "does not fit"]),
+    "set-section-to-a-list": (P("optim=[1,2]"), ["optim"]),
+})
 if importlib.util.find_spec("tensorboard") is None:
     CASES["tensorboard-missing"] = (P("trainer.tensorboard=true"), ["tensorboard", "pip install"])
 
@@ -418,7 +452,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, world, run_main, 
 
 
 def test_catalogue_is_large():
-    assert len(CASES) >= 150
+    assert len(CASES) >= 190
 
 
 def test_cuda_asked_for_without_cuda(world, run_main, monkeypatch):

@@ -38,3 +38,24 @@ def test_shipped_recipes_validate():
     assert recipes
     for path in recipes:
         load_recipe(path)
+
+
+def test_yaml_merge_keys_bring_in_an_anchor_and_own_keys_override(tmp_path):
+    from mvmr.recipe_files import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text("method: mvmr\nproviders:\n  pixels: &term {weight: 0.5, objective: mse}\n"
+                    "  lsd:\n    <<: *term\n    weight: 2.0\n")
+    recipe = load_recipe(path)
+    assert recipe.providers["lsd"].objective == "mse" and recipe.providers["lsd"].weight == 2.0
+    assert recipe.providers["pixels"].weight == 0.5
+
+
+def test_set_with_a_mapping_changes_the_keys_it_names_and_keeps_the_others():
+    from mvmr.config import build_recipe
+
+    recipe = build_recipe({"optim": {"batch_size": 64, "epochs": 3, "warmup_epochs": 1}}, ["optim={lr: 0.1}"])
+    assert (recipe.optim.lr, recipe.optim.batch_size, recipe.optim.epochs, recipe.optim.warmup_epochs) == (0.1, 64, 3, 1)
+    nested = build_recipe({"providers": {"hog": {"weight": 1.0, "params": {"orientations": 12}}}},
+                          ["providers.hog={params: {pixels_per_cell: 4}}"])
+    assert nested.providers["hog"].params == {"orientations": 12, "pixels_per_cell": 4}

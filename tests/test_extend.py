@@ -215,3 +215,35 @@ def test_core_modules_have_no_import_cycle():
 
     for module in graph:
         visit(module, [])
+
+
+def test_a_plugin_file_named_like_a_standard_module_never_replaces_it(tmp_path, run_main):
+    """--import W/plug/json.py registers its provider under a private module name: json stays json."""
+    import json
+
+    plug = tmp_path / "plug"
+    plug.mkdir()
+    (plug / "json.py").write_text(
+        "import torch, mvmr\n\n@mvmr.register_extractor('channel_mean_json')\nclass C(mvmr.Provider):\n"
+        "    def output_dim(self, h, w): return 3\n    def extract(self, x): return x.mean((2, 3))\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: mvmr\ndata: {name: digits, image_size: 16, limit: 16}\n"
+                      "student: {backbone: resnet18, projector: 16}\nproviders: {channel_mean_json: {weight: 1.0}}\n"
+                      "optim: {batch_size: 8, epochs: 1, warmup_epochs: 0}\n"
+                      f"trainer: {{max_steps: 1, num_workers: 0, progress: false, cache_dir: '{tmp_path / 'c'}'}}\n"
+                      "eval: {knn_every: 0}\n")
+    try:
+        code, _, err = run_main("pretrain", recipe, "--out", tmp_path / "run", "--import", plug / "json.py")
+        assert code == 0, err
+        assert sys.modules["json"] is json and hasattr(json, "dumps")
+    finally:
+        mvmr.registry.extractors.unregister("channel_mean_json")
+
+
+def test_the_objectives_command_lists_what_distill_help_points_to(run_main):
+    code, out, _ = run_main("objectives")
+    assert code == 0 and all(name in out for name in ("dcor", "cos_smoothl1", "kd", "rkd"))
+    code, out, _ = run_main("distill", "--help")
+    import re
+
+    assert code == 0 and "mvmr objectives" in " ".join(re.sub(r"[│╭╮╰╯─]", " ", out).split())

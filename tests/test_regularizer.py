@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -114,3 +115,15 @@ def test_readme_supervised_loop():
         loss.backward()
         opt.step()
     assert set(terms) == {"dcor/hog", "dcor/lsd"} and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("spec,named", [({"hog": "0.3"}, "got str '0.3'"), ({"hog": None}, "got NoneType"),
+                                        ({"lsd": True}, "got bool True"), ({"pixels": [1.0, "mse"]}, "got list"),
+                                        ({"pixels": {"weight": "x"}}, "weight")])
+def test_a_bad_spec_in_python_is_one_line_naming_the_provider(spec, named):
+    from mvmr.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        mvmr.FeatureRegularizer(spec, embedding_dim=16, image_size=16)
+    message = str(err.value)
+    assert "\n" not in message and f"provider '{next(iter(spec))}'" in message and named in message

@@ -103,6 +103,17 @@ def test_a_second_run_into_a_held_folder_is_refused_and_a_killed_run_still_resum
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"] == killed_at + 2
 
 
+@pytest.mark.parametrize("name", [".mvmr-run.owner", ".mvmr-run.lock"])
+def test_a_link_under_the_locks_names_is_replaced_not_written_through(tmp_path, run_main, name):
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / name).symlink_to(outside)
+    assert run_main("pretrain", _recipe(tmp_path, trainer__max_steps=1), "--out", out)[0] == 0
+    assert outside.read_text() == "keep me"
+
+
 def test_lock_is_released_after_the_run_and_a_refused_run_leaves_no_folder(tmp_path, run_main):
     from mvmr.engine.lock import RunLock
 
@@ -153,6 +164,40 @@ def test_rewritten_images_under_the_same_paths_get_new_cached_features(tmp_path,
     image0 = OneView(build_dataset(DataConfig(name="imagefolder", root=str(root), image_size=16), "ssl"), 16)[0][0]
     row = np.asarray(new.features[0])
     assert new.filled[0] == 0 or np.allclose(row, image0.flatten().numpy(), atol=1e-6)
+
+
+def test_an_image_unreadable_when_the_cache_was_built_never_poisons_it(tmp_path, run_main, monkeypatch):
+    """An unreadable image is replaced by the next one for the run's batches, but that stand-in's features are never
+    written under the unreadable image's row: once the file is readable again, the same cache gives its own."""
+    from mvmr.cache import FeatureCache
+    from mvmr.config import DataConfig
+    from mvmr.data import OneView, build_dataset
+
+    root = tmp_path / "inet"
+    _write_images(root, seed=0)
+    recipe = _recipe(tmp_path, data__name="imagefolder", data__root=str(root), optim__batch_size=4, optim__epochs=1)
+    ds = build_dataset(DataConfig(name="imagefolder", root=str(root), image_size=16), "ssl")
+    bad = ds.folder.samples[1][0]
+    from torchvision.datasets import folder
+
+    real_loader = folder.pil_loader
+
+    def unreadable(path):  # what chmod 0 does to a user without root's override (mode and mtime stay: same key)
+        if path == bad:
+            raise PermissionError(13, "Permission denied", path)
+        return real_loader(path)
+    monkeypatch.setattr(folder, "pil_loader", unreadable)
+    code, _, err = run_main("pretrain", recipe, "--out", tmp_path / "one")
+    assert code == 0 and "skipping unreadable image" in err and bad in err
+    monkeypatch.undo()  # the file is readable again
+    [cache] = [FeatureCache(p) for p in (tmp_path / "cache").glob("[0-9a-f]" * 24)]
+    assert cache.filled[1] == 0 and cache.filled.sum() == 11  # the stand-in row was never written
+    assert run_main("pretrain", recipe, "--out", tmp_path / "two")[0] == 0
+    [cache] = [FeatureCache(p) for p in (tmp_path / "cache").glob("[0-9a-f]" * 24)]
+    truth = OneView(build_dataset(DataConfig(name="imagefolder", root=str(root), image_size=16), "ssl"), 16)
+    assert cache.complete
+    np.testing.assert_allclose(cache.read(np.array([1, 2])), torch.stack([truth[1][0], truth[2][0]]).flatten(1).numpy(),
+                               atol=1e-6)
 
 
 # -- 3. shifted labels -----------------------------------------------------------------------------------------------
@@ -231,20 +276,22 @@ def test_cache_clear_that_cannot_remove_deletes_nothing(tmp_path, run_main, monk
 
 
 # -- 5. SIGTERM to the whole process group -------------------------------------------------------------------------
-def test_sigterm_to_the_process_group_saves_and_exits_143(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_to_the_process_group_saves_and_exits_143(tmp_path, signum):
     """What `timeout`, Slurm, `docker stop` and Kubernetes do: every process of the job, DataLoader workers
-    included, gets SIGTERM. The workers leave it to the main process, which saves the current step."""
+    included, gets SIGTERM. The workers leave it to the main process, which saves the current step. A closed
+    terminal or ssh session (SIGHUP) stops the run the same way (exit 129)."""
     out = tmp_path / "run"
     run = _spawn(_recipe(tmp_path, trainer__num_workers=2), out, start_new_session=True)
     try:
         _wait_for(lambda: len(_logged_steps(out)) >= 3, "the first steps")
-        os.killpg(run.pid, signal.SIGTERM)
+        os.killpg(run.pid, signum)
         _, err = run.communicate(timeout=120)
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
-    assert run.returncode == 143, err
+    assert run.returncode == 128 + signum, err
     assert "Traceback" not in err and "DataLoader worker" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted at step ") and "--resume" in last
@@ -253,20 +300,24 @@ def test_sigterm_to_the_process_group_saves_and_exits_143(tmp_path):
     assert state["step"] == step >= 3 and state["epoch"] == 0  # saved at the signal, not at an epoch end
 
 
-# -- the failures a cluster brings --------------------------------------------------------------------------------
-@pytest.mark.parametrize("failing_save", [1, 3])
-def test_a_full_disk_keeps_the_last_good_checkpoint_and_says_so(tmp_path, run_main, monkeypatch, failing_save):
+def _fail_save(monkeypatch, at: int, error: Exception) -> None:
+    """torch.save raises ``error`` at its ``at``-th call (a checkpoint write failing mid-run)."""
     import mvmr.checkpoint as checkpoint
 
     real, calls = checkpoint.torch.save, []
 
     def save(obj, f, *args, **kwargs):
         calls.append(1)
-        if len(calls) == failing_save:
-            raise OSError(errno.ENOSPC, "No space left on device")
+        if len(calls) == at:
+            raise error
         return real(obj, f, *args, **kwargs)
-
     monkeypatch.setattr(checkpoint.torch, "save", save)
+
+
+# -- the failures a cluster brings --------------------------------------------------------------------------------
+@pytest.mark.parametrize("failing_save", [1, 3])
+def test_a_full_disk_keeps_the_last_good_checkpoint_and_says_so(tmp_path, run_main, monkeypatch, failing_save):
+    _fail_save(monkeypatch, failing_save, OSError(errno.ENOSPC, "No space left on device"))
     out = tmp_path / "run"
     code, _, err = run_main("pretrain", _recipe(tmp_path, trainer__max_steps=4, trainer__checkpoint_every=1),
                             "--out", out)
@@ -278,6 +329,40 @@ def test_a_full_disk_keeps_the_last_good_checkpoint_and_says_so(tmp_path, run_ma
         assert f"the last good one stays at {out / 'checkpoints' / 'last.pt'}" in err
         assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"] == failing_save - 1
     assert not list((out / "checkpoints").glob(".last.pt.*.tmp")) if (out / "checkpoints").exists() else True
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 200 MB filesystem (tmpfs; root only): room for one ResNet-18 checkpoint with its Adam state (about
+    135 MB), not for the next one's temporary file beside it."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root (the zip-writer failure is also simulated below)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_real_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_last_good_one(tmp_path, run_main, small_disk):
+    out = small_disk / "run"
+    code, _, err = run_main("pretrain", _recipe(tmp_path, trainer__max_steps=3, trainer__checkpoint_every=1),
+                            "--out", out)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "cannot write the checkpoint of step 2" in err and "No space left on device" in err
+    assert f"the last good one stays at {out / 'checkpoints' / 'last.pt'}" in err
+    assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"] == 1
+    assert not list((out / "checkpoints").glob(".last.pt.*.tmp"))
+
+
+def test_a_failed_write_in_torchs_zip_writer_is_one_line(tmp_path, run_main, monkeypatch):
+    """What torch's zip writer raises when a write fails (seen on a full 60 MB tmpfs): a RuntimeError, not OSError."""
+    _fail_save(monkeypatch, 2, RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0"))
+    out = tmp_path / "run"
+    code, _, err = run_main("pretrain", _recipe(tmp_path, trainer__max_steps=3, trainer__checkpoint_every=1),
+                            "--out", out)
+    assert code == 2 and err.count("\n") == 1 and "cannot write the checkpoint of step 2" in err, err
+    assert "inline_container" in err and torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"] == 1
 
 
 def test_nonfinite_loss_without_any_checkpoint_says_none_was_written(tmp_path, run_main):
@@ -365,3 +450,22 @@ def test_ctrl_c_during_start_up_is_one_line_not_a_traceback():
 def test_the_cli_starts_without_importing_torch():
     code = "import sys, mvmr.cli; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_resume_from_an_edited_run_recipe_applies_the_keys_a_resume_may_change(tmp_path, run_main):
+    """Editing trainer.max_steps in the run's recipe.yaml and resuming from that file continues to the new limit
+    (as --set would) and keeps the edit; an edit that changes the math is refused, naming the key."""
+    out = tmp_path / "run"
+    assert run_main("pretrain", _recipe(tmp_path, trainer__max_steps=2), "--out", out)[0] == 0
+    saved = out / "recipe.yaml"
+    tree = yaml.safe_load(saved.read_text())
+    tree["trainer"]["max_steps"] = 4
+    saved.write_text(yaml.safe_dump(tree))
+    code, _, err = run_main("pretrain", saved, "--out", out, "--resume")
+    assert code == 0, err
+    assert json.loads((out / "summary.json").read_text())["steps"] == 4
+    assert yaml.safe_load(saved.read_text())["trainer"]["max_steps"] == 4
+    tree["optim"]["lr"] = 0.5
+    saved.write_text(yaml.safe_dump(tree))
+    code, _, err = run_main("pretrain", saved, "--out", out, "--resume")
+    assert code == 2 and "optim.lr" in err and err.count("\n") == 1

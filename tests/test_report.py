@@ -73,3 +73,17 @@ def test_a_truncated_last_metrics_line_is_skipped_and_the_rest_reported(tmp_path
     (run / "summary.json").write_text(json.dumps({"knn_top1": 50.0}))
     loaded = load_run(run)
     assert [r["step"] for r in loaded["records"]] == [1, 2] and loaded["summary"]["knn_top1"] == 50.0
+
+
+@pytest.mark.parametrize("bad,named", [('{"knn_top1": 50.0}', "without an integer 'epoch'"),
+                                       ('{"step": 2, "loss": 0.5, "dcor/pixels": null}', "'dcor/pixels' is null")])
+def test_a_record_a_figure_cannot_draw_is_named_and_the_report_is_drawn(tmp_path, run_main, bad, named):
+    pytest.importorskip("matplotlib")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(f'{{"step": 1, "loss": 1.0, "dcor/pixels": 0.5}}\n{bad}\n'
+                                       f'{{"epoch": 1, "step": 2, "knn_top1": 40.0}}\n')
+    code, out, err = run_main("report", run, "--out", tmp_path / "figs")
+    assert code == 0 and named in err and "line 2" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["dcor.png", "knn.png", "terms.png",
+                                                                       "throughput.png"]

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..errors import MVMRError
-from . import cache_app, extractors_app, recipes_app, teachers_app
+from . import app, cache_app, extractors_app, recipes_app, teachers_app
 from .train import import_modules
 
 
@@ -34,6 +34,21 @@ def extractors_list(image_size: int = typer.Option(96, min=8, help="Image side u
     from ..registry import extractors
 
     _provider_table(extractors, image_size)
+
+
+@app.command("objectives")
+def objectives_list() -> None:
+    """List the registered objectives a provider term can use (providers.<name>.objective, --objective)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..registry import objectives
+
+    table = Table("objective", "what it compares")
+    for name in objectives.names():
+        table.add_row(name, escape(" ".join((objectives.get(name).__doc__ or "").split())[:160]))
+    Console(width=max(Console().width, 120)).print(table)
 
 
 @teachers_app.command("list")

@@ -1,6 +1,7 @@
 """Training commands: ``pretrain`` and ``distill``."""
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import shlex
@@ -25,9 +26,11 @@ def import_modules(names: list[str]) -> None:
                 if not path.is_file():
                     raise MVMRError(f"--import: '{path}' " + ("is a folder; name the .py file" if path.is_dir()
                                                                else "does not exist"))
-                spec = importlib.util.spec_from_file_location(path.stem, path)
+                # under a private name: a plug-in file named like a module (json.py) never replaces that module
+                private = f"mvmr_plugin_{path.stem}_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+                spec = importlib.util.spec_from_file_location(private, path)
                 module = importlib.util.module_from_spec(spec)
-                sys.modules[path.stem] = module
+                sys.modules[private] = module
                 spec.loader.exec_module(module)
             else:
                 importlib.import_module(name)

@@ -155,16 +155,25 @@ class SafeImageFolder(Dataset):
     def __init__(self, root: Path, class_to_idx: Optional[dict[str, int]] = None) -> None:
         self.folder = _image_folder_class()(str(root), class_to_idx)
         self.reported: set[int] = set()
+        self.substituted: set[int] = set()  # in this process: items served by another image (never cached)
         self.mvmr_files = [Path(p) for p, _ in self.folder.samples]
 
     def __len__(self) -> int:
         return len(self.folder)
 
+    def was_substituted(self, i: int) -> bool:
+        """Whether item ``i``, when this process last read it, was another image standing in for an unreadable one."""
+        return i in self.substituted
+
     def __getitem__(self, i: int):
+        self.substituted.discard(i)
         for k in range(len(self.folder)):
             j = (i + k) % len(self.folder)
             try:
-                return self.folder[j]
+                item = self.folder[j]
+                if k:
+                    self.substituted.add(i)
+                return item
             except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for broken and truncated files
                 if j not in self.reported:
                     self.reported.add(j)

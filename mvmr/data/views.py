@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset, Subset, default_collate
 
 from .augment import AugmentSpec, PaperAugment
 from .photometric import Photometric, photometric_batch
@@ -91,6 +91,16 @@ def collate(items: list[tuple]) -> Batch:
     return Batch(original, list(views), label, index)
 
 
+def substituted(base: Dataset, i: int) -> bool:
+    """Whether item ``i`` of ``base`` was just served by another image (an unreadable file replaced by the next,
+    ``SafeImageFolder``), looking through ``Subset``s (``data.limit``). Such an item keeps its place in the batch but
+    gets index -1: no feature cache or bank row is ever written from it, so a healed file computes its own."""
+    while isinstance(base, Subset):
+        base, i = base.dataset, base.indices[i]
+    check = getattr(base, "was_substituted", None)
+    return bool(check is not None and check(i))
+
+
 def as_image_tensor(img) -> torch.Tensor:
     """PIL image, uint8 HWC array or CHW tensor -> (3, H, W) tensor, uint8 kept uint8 (a gray image repeated)."""
     if isinstance(img, np.ndarray):
@@ -138,6 +148,7 @@ class Views(Dataset):
 
     def __getitem__(self, i: int):
         img, label = self.base[i]
+        index = -1 if substituted(self.base, i) else i  # the views keep i's draws either way
         pixels = as_image_tensor(img)
         img = as_float(pixels)
         g = None
@@ -145,21 +156,25 @@ class Views(Dataset):
             g = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_000_007 + i) % 2**63)
         original = original_view(img, self.size)  # in float, as the feature caches see it
         if self.augment_on == "workers":
-            return original, tuple(augment(img, g) for augment in self.augments), label, i
+            return original, tuple(augment(img, g) for augment in self.augments), label, index
         drawn = [augment.sample(img.shape[-2], img.shape[-1], g) for augment in self.augments]
         crops = tuple(augment.crop(pixels, box) for augment, (box, _) in zip(self.augments, drawn))
-        return original, crops, tuple(params for _, params in drawn), label, i
+        return original, crops, tuple(params for _, params in drawn), label, index
 
 
 class OneView(Dataset):
-    """(original view, label) for evaluation and feature caching."""
+    """(original view, label) for evaluation; with ``indexed`` (feature caching) also the index, -1 for an item
+    another image stood in for (see ``substituted``)."""
 
-    def __init__(self, base: Dataset, size: int) -> None:
-        self.base, self.size = base, size
+    def __init__(self, base: Dataset, size: int, indexed: bool = False) -> None:
+        self.base, self.size, self.indexed = base, size, indexed
 
     def __len__(self) -> int:
         return len(self.base)
 
     def __getitem__(self, i: int):
         img, label = self.base[i]
-        return original_view(to_float_image(img), self.size), label
+        view = original_view(to_float_image(img), self.size)
+        if self.indexed:
+            return view, label, -1 if substituted(self.base, i) else i
+        return view, label

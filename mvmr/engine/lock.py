@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +44,9 @@ class RunLock:
         except OSError as exc:
             raise ConfigError(f"--out '{self.out}' cannot be created ({exc.strerror or exc}); choose a writable "
                               f"folder") from None
+        for name in (LOCK_NAME, OWNER_NAME):  # a link under mvmr's own names is never written through
+            if (self.out / name).is_symlink():
+                (self.out / name).unlink()
         lock = FileLock(str(self.out / LOCK_NAME), timeout=0, is_singleton=False, thread_local=False)
         try:
             lock.acquire()
@@ -56,8 +60,11 @@ class RunLock:
         self._lock = lock
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                  "command": " ".join(sys.argv)[:300]}
-        try:
-            (self.out / OWNER_NAME).write_text(json.dumps(owner))
+        try:  # a new file renamed over the name: a link placed there is replaced, not followed
+            fd, tmp = tempfile.mkstemp(dir=self.out, prefix=OWNER_NAME + ".")
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(owner))
+            os.replace(tmp, self.out / OWNER_NAME)
         except OSError:
             pass  # the lock holds either way; only the name of the holder would be missing
 

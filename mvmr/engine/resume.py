@@ -1,6 +1,7 @@
 """What ``--resume`` may change, and the recipe a resumed run continues with."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -53,6 +54,7 @@ def resume_recipe(out_dir: Path, recipe_path: Optional[Path], overrides: list[st
         raise type(exc)(f"--resume: {exc}; to start over, delete {ckpt} or pass another --out") from None
     saved = build_recipe(state["recipe"], source=str(ckpt))
     source = state.get("source") or {}
+    edits: list[str] = []
     if recipe_path is not None and Path(recipe_path).is_file():
         given = Path(recipe_path).resolve()
         if str(given) == source.get("path") and "text" in source:
@@ -60,12 +62,17 @@ def resume_recipe(out_dir: Path, recipe_path: Optional[Path], overrides: list[st
             what = f"{recipe_path} was edited since the run started"
         else:
             then, what = saved, f"{recipe_path} is not the recipe of this run"
-        diff = recipe_differences(then.to_dict(), build_recipe(read_recipe_tree(given), source=str(given)).to_dict())
+        now = build_recipe(read_recipe_tree(given), source=str(given)).to_dict()
+        diff = recipe_differences(then.to_dict(), now)
+        # keys a resume may change, edited in the file since: applied as --set would apply them (--set wins)
+        before, after = _flatten(then.to_dict()), _flatten(now)
+        may_change = {f"trainer.{k}" for k in RESUMABLE_KEYS} | set(MOVABLE_KEYS)
+        edits = [f"{k}={json.dumps(after.get(k))}" for k in sorted(may_change) if before.get(k) != after.get(k)]
         if diff:
             raise ConfigError(f"--resume: {what} (differs in {show_keys(diff)}); the run continues only with its "
                               f"saved recipe {Path(out_dir) / 'recipe.yaml'}: pass that file, or start a new run "
                               f"with another --out")
-    recipe = build_recipe(saved.to_dict(), overrides, source="--set")
+    recipe = build_recipe(saved.to_dict(), [*edits, *overrides], source="--set")
     diff = [k for k in recipe_differences(saved.to_dict(), recipe.to_dict()) if k not in MOVABLE_KEYS]
     if diff:
         raise ConfigError(f"--resume: --set {show_keys(diff)} would change what the run computes; on resume only "

@@ -200,6 +200,9 @@ class RKD(nn.Module):
     def __init__(self, student_dim: int, teacher_dim: int, distance_weight: float = 1.0,
                  angle_weight: float = 2.0) -> None:
         super().__init__()
+        if distance_weight < 0 or angle_weight < 0 or distance_weight + angle_weight == 0:
+            raise ValueError(f"distance_weight and angle_weight must be ≥ 0 and not both 0 (the term would always be "
+                             f"0), got distance_weight={distance_weight}, angle_weight={angle_weight}")
         self.distance_weight, self.angle_weight = distance_weight, angle_weight
 
     def forward(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

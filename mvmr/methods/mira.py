@@ -13,7 +13,7 @@ from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from ..config import Recipe
@@ -78,6 +78,20 @@ class MiraConfig(ViewTermsConfig):
     mse: float = 0.0
     variance: float = 0.0
     dcor_views: float = 0.0
+
+    @field_validator("ema")
+    @classmethod
+    def _ema(cls, v):
+        if not all(0.0 <= m <= 1.0 for m in v):
+            raise ValueError("ema is the teacher's momentum [start, end], each in [0, 1] (official: [0.99, 1.0])")
+        return v
+
+    @field_validator("beta")
+    @classmethod
+    def _beta(cls, v):
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError("beta is the trade-off [start, end], each in [0, 1) (official: [0.75, 0.6667])")
+        return v
 
 
 def cosine_schedule(start: float, end: float, progress: float) -> float:

@@ -7,9 +7,9 @@ from dataclasses import replace
 from typing import Literal, Optional
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from ..config import Recipe, Section
+from ..config import Recipe, Section, _ordered_range
 from ..data import AugmentSpec, Batch, augment_spec
 from ..errors import ConfigError
 from ..distributed import gather_with_grad
@@ -41,6 +41,11 @@ class MVMRConfig(ViewTermsConfig):
                              "the term averaged over the augmented view and the crops; 0: off")
     local_size: Optional[int] = Field(None, ge=8, description="side of the local crops; default image_size·96/224")
     local_scale: tuple[float, float] = Field((0.05, 0.4), description="area fraction of a local crop (DINO's)")
+
+    @field_validator("local_scale")
+    @classmethod
+    def _local_scale(cls, v):
+        return _ordered_range(v, "local_scale", 0.0, 1.0)
 
 
 @methods.register("mvmr")
