@@ -15,8 +15,9 @@ Rows (``python bench_real_teacher.py ROW [--seed=N] [--budget=M]``):
   cosine through a 2-layer predictor, Adam 2e-3 one-cycle; ``plain_cached``: the same loop with the teacher's
   original-view features computed once (the user who knows to cache; the student's view differs from the teacher's);
 - ``mvmr_cross``: mvmr, the teacher cached on the original view (MV-MR's cross-view form), cos + smooth-L1 through
-  RADIO's adaptor on layer-normalised teacher features; ``mvmr_bank4`` / ``mvmr_bank16``: the same on the same view
-  as the student (``view: augmented``) with the teacher bank of 4 / 16 epochs; ``mvmr_online``: no bank;
+  RADIO's adaptor on layer-normalised teacher features; ``mvmr_bank1`` / ``_bank2`` / ``_bank4`` / ``_bank16``: the
+  same on the same view as the student (``view: augmented``) with the teacher bank of 1 / 2 / 4 / 16 epochs (the
+  views cycle with that period); ``mvmr_online``: no bank;
 - ``kd_bank4``: ``kd`` on the 1000 ImageNet logits (T = 1: function matching) with the bank; ``dcor_bank4``: the
   paper's 1 − dCor with the bank; ``*_hand``: MV-MR's pixels / HOG / LSD terms (1 − dCor, 0.1) beside it;
   ``*_views``: MV-MR's view terms (dCor between the two views, 0.1) beside it;
@@ -167,6 +168,8 @@ def mvmr_row(entry: dict, epochs: int, **kw) -> dict:
 ROWS = {  # row -> (teacher entry, passes paid once, passes per epoch, extra tree settings)
     "mvmr_online": (term(), 0, 1, {}),
     "mvmr_cross": (term(view="cross"), 1, 0, {}),
+    "mvmr_bank1": (term(bank=1), 1, 0, {}),
+    "mvmr_bank2": (term(bank=2), 2, 0, {}),
     "mvmr_bank4": (term(bank=4), 4, 0, {}),
     "mvmr_bank16": (term(bank=16), 16, 0, {}),
     "kd_bank4": (term("kd", bank=4), 4, 0, {}),
