@@ -100,6 +100,9 @@ def build_caches(recipe) -> list[str]:
     from .provider_terms import reads_cache
     from .registry import build_providers
 
+    from .bank import check_bank
+
+    check_bank(recipe)  # a bank that cannot do what it says is refused before anything is written
     device = dist_utils.setup(recipe.trainer.device)
     rank, world = dist_utils.rank(), dist_utils.world_size()
     # A banked term's teacher also gets its original view cached: the bank holds every view a run shows, plus that.

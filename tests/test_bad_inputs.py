@@ -419,6 +419,8 @@ CASES.update({
                         ["mixup", "bank: 0"]),
     "bank-dtype-unknown": (P("providers.pixels.bank_dtype=int8"), ["bank_dtype"]),
     "bank-negative": (P("providers.pixels.bank=-1"), ["providers.pixels.bank"]),
+    "cache-build-bank-on-cross-view": (("cache", "build", "{w}/good.yaml", "--set", "providers.pixels.bank=2"),
+                                       ["providers.pixels.bank=2", "view: augmented"]),
     # EfficientNet-Lite teachers
     "lite-bad-pretrained": (P("providers.efficientnet-lite0.params.pretrained=xyz"),
                             ["efficientnet-lite0", "pretrained must be imagenet or none"]),
