@@ -18,7 +18,8 @@ Rows (``python bench_real_teacher.py ROW [--seed=N] [--budget=M]``):
   RADIO's adaptor on layer-normalised teacher features; ``mvmr_bank1`` / ``_bank2`` / ``_bank4`` / ``_bank16``: the
   same on the same view as the student (``view: augmented``) with the teacher bank of 1 / 2 / 4 / 16 epochs (the
   views cycle with that period); ``mvmr_online``: no bank;
-- ``kd_bank4``: ``kd`` on the 1000 ImageNet logits (T = 1: function matching) with the bank; ``dcor_bank4``: the
+- ``kd_bank4``: ``kd`` on the 1000 ImageNet logits (T = 1: function matching) with the bank; ``kd_cross``: the
+  same on the logits of the original view, cached; ``dcor_bank4``: the
   paper's 1 − dCor with the bank; ``*_hand``: MV-MR's pixels / HOG / LSD terms (1 − dCor, 0.1) beside it;
   ``*_views``: MV-MR's view terms (dCor between the two views, 0.1) beside it;
 - ``step_ratio``: a training step that reads the bank against the same step without any teacher (features from
@@ -162,7 +163,8 @@ def mvmr_row(entry: dict, epochs: int, **kw) -> dict:
     with tempfile.TemporaryDirectory() as out:
         run = Run(build_recipe(tree(entry, epochs, Path(out) / "cache", **kw)), Path(out) / "run")
         summary = fit(run, default_callbacks(run))
-    return {"student_knn": round(summary["knn_top1"], 2), "student_knn_at_init": round(summary["knn_top1_at_init"], 2)}
+    return {"student_knn": round(summary["knn_top1"], 2), "student_knn_at_init": round(summary["knn_top1_at_init"], 2),
+            "train_minutes": round(summary["minutes"], 2), "step_ms": summary["step_ms"]}
 
 
 ROWS = {  # row -> (teacher entry, passes paid once, passes per epoch, extra tree settings)
@@ -173,6 +175,7 @@ ROWS = {  # row -> (teacher entry, passes paid once, passes per epoch, extra tre
     "mvmr_bank4": (term(bank=4), 4, 0, {}),
     "mvmr_bank16": (term(bank=16), 16, 0, {}),
     "kd_bank4": (term("kd", bank=4), 4, 0, {}),
+    "kd_cross": (term("kd", view="cross"), 1, 0, {}),
     "dcor_bank4": (term("dcor", bank=4), 4, 0, {}),
     "mvmr_bank4_hand": (term(bank=4), 4, 0, {"hand": True}),
     "mvmr_bank4_views": (term(bank=4), 4, 0, {"views": 0.1}),

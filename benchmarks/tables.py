@@ -40,6 +40,7 @@ ROW_NAMES = {
     "mvmr_bank4": "mvmr, teacher bank of 4 epochs (same view)",
     "mvmr_bank16": "mvmr, teacher bank of 16 epochs (same view)",
     "kd_bank4": "mvmr, `kd` on the 1000 ImageNet logits (T = 1), bank of 4",
+    "kd_cross": "mvmr, `kd` on the 1000 ImageNet logits (T = 1), cached on the original view",
     "dcor_bank4": "mvmr, the paper's 1 − dCor, bank of 4",
     "mvmr_bank4_hand": "bank of 4, cos + smooth-L1, + pixels / HOG / LSD (1 − dCor, 0.1)",
     "mvmr_bank4_views": "bank of 4, cos + smooth-L1, + MV-MR's view dCor (0.1)",

@@ -165,10 +165,11 @@ def build_banks(recipe, base, built: dict, device: torch.device, rank: int = 0, 
                    TextColumn("{task.fields[rate]:.0f} img/s"), TimeRemainingColumn())
         started = time.perf_counter()
         with Progress(*columns, disable=not recipe.trainer.progress or rank != 0) as bar:
-            task = bar.add_task(name, total=todo, rate=0.0)
+            task, seen = bar.add_task(name, total=todo, rate=0.0), [0]
 
             def advance(images: int, seconds: float) -> None:
-                bar.update(task, advance=images, rate=bar.tasks[task].completed / max(time.perf_counter() - started, 1e-9))
+                seen[0] += images
+                bar.update(task, advance=images, rate=seen[0] / max(time.perf_counter() - started, 1e-9))
             done = fill_bank(bank, providers[name], views, period, recipe.eval.batch_size, device,
                              recipe.trainer.num_workers, rank, world, advance)
         dist_utils.barrier()

@@ -81,3 +81,17 @@ def test_quickstart_distill_learns(tmp_path, run_main):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["knn_top1"] > summary["knn_top1_at_init"] + 2, summary
     assert "teacher efficientnet-lite0:" in out and 50 < summary["teacher_knn_top1"]["efficientnet-lite0"] <= 100
+
+
+def test_cifar10_distill_lite_two_steps_on_npz(tmp_path, npz_path, run_main):
+    """The shipped CIFAR recipe for the real teacher, by name, on npz data: its term reads the cached teacher."""
+    import json
+
+    args = ["distill", "cifar10_distill_lite", "--out", str(tmp_path / "run")]
+    for o in [f"data.root={npz_path}", "optim.batch_size=8", "trainer.max_steps=2", "trainer.num_workers=0",
+              "trainer.progress=false", "eval.knn_every=0", f"trainer.cache_dir={tmp_path / 'cache'}"]:
+        args += ["--set", o]
+    code, _, err = run_main(*args)
+    assert code == 0, err
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert "cos_smoothl1/efficientnet-lite0" in [r for r in records if "loss" in r][-1]

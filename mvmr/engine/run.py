@@ -20,7 +20,7 @@ from ..cache import CachedFeatures, open_caches
 from ..checkpoint import read_checkpoint, save_checkpoint
 from ..config import Recipe, build_recipe
 from ..data import Views, augment_on, augment_spec, build_dataset, collate, dataset_identity, portable_identity
-from ..errors import ConfigError
+from ..errors import ConfigError, MVMRError
 from ..guards import FiniteMonitor, ignore_interrupts_in_worker
 from ..methods import Method, build_method
 from ..provider_terms import reads_cache
@@ -190,6 +190,9 @@ class Run:
             try:
                 self.method.feature_source = feature_cache(self.method, self.recipe, self.base, self.data_identity,
                                                            self.views_identity)
+            except MVMRError:  # e.g. a bank folder built for other settings: the folder is released as found
+                self.close()
+                raise
             except OSError as exc:
                 self.close()
                 raise ConfigError(f"trainer.cache_dir '{self.recipe.trainer.cache_dir}' cannot be written "
