@@ -20,7 +20,7 @@ Rows (``python bench_real_teacher.py ROW [--seed=N] [--budget=M]``):
   views cycle with that period); ``mvmr_online``: no bank;
 - ``kd_bank4``: ``kd`` on the 1000 ImageNet logits (T = 1: function matching) with the bank; ``kd_cross``: the
   same on the logits of the original view, cached; ``dcor_bank4``: the
-  paper's 1 − dCor with the bank; ``*_hand``: MV-MR's pixels / HOG / LSD terms (1 − dCor, 0.1) beside it;
+  paper's 1 − dCor with the bank; ``*_hand``: MV-MR's pixels / HOG / LSD terms (1 − dCor, 0.1; ``mvmr_cross_hand`` beside the cross view) beside it;
   ``*_views``: MV-MR's view terms (dCor between the two views, 0.1) beside it;
 - ``step_ratio``: a training step that reads the bank against the same step without any teacher (features from
   memory), and against the teacher online, interleaved (goal d).
@@ -177,6 +177,8 @@ ROWS = {  # row -> (teacher entry, passes paid once, passes per epoch, extra tre
     "kd_bank4": (term("kd", bank=4), 4, 0, {}),
     "kd_cross": (term("kd", view="cross"), 1, 0, {}),
     "dcor_bank4": (term("dcor", bank=4), 4, 0, {}),
+    "mvmr_cross_hand": (term(view="cross"), 1, 0, {"hand": True}),
+    "mvmr_cross_views": (term(view="cross"), 1, 0, {"views": 0.1}),
     "mvmr_bank4_hand": (term(bank=4), 4, 0, {"hand": True}),
     "mvmr_bank4_views": (term(bank=4), 4, 0, {"views": 0.1}),
     "kd_bank4_hand": (term("kd", bank=4), 4, 0, {"hand": True}),

@@ -42,6 +42,8 @@ ROW_NAMES = {
     "kd_bank4": "mvmr, `kd` on the 1000 ImageNet logits (T = 1), bank of 4",
     "kd_cross": "mvmr, `kd` on the 1000 ImageNet logits (T = 1), cached on the original view",
     "dcor_bank4": "mvmr, the paper's 1 − dCor, bank of 4",
+    "mvmr_cross_hand": "cross view, cos + smooth-L1, + MV-MR's pixels / HOG / LSD (1 − dCor, 0.1)",
+    "mvmr_cross_views": "cross view, cos + smooth-L1, + MV-MR's view dCor (0.1)",
     "mvmr_bank4_hand": "bank of 4, cos + smooth-L1, + pixels / HOG / LSD (1 − dCor, 0.1)",
     "mvmr_bank4_views": "bank of 4, cos + smooth-L1, + MV-MR's view dCor (0.1)",
     "kd_bank4_hand": "bank of 4, `kd`, + pixels / HOG / LSD (1 − dCor, 0.1)",

@@ -32,14 +32,14 @@ def _distill(tmp_path, teacher, *extra, out="run", recipe=None):
 
 
 def test_distill_random_clip_two_steps_headline_and_paper_form_with_cache(tmp_path):
-    """The headline recipe (cos + smooth-L1, the teacher on the student's view, online) and the paper's form
-    (1 − dCor on the cross view: the teacher's original-view features cached)."""
+    """The headline recipe (cos + smooth-L1 on the cross view) and the paper's form (1 − dCor on the cross view):
+    both read the teacher's original-view features from one cache."""
     result = _distill(tmp_path, "clip-vit-b16", "--set", "providers.clip-vit-b16.params.pretrained=none")
     assert result.exit_code == 0, result.output + repr(result.exception)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in records if "loss" in r][-1]
     assert "cos_smoothl1/clip-vit-b16" in last and all(torch.isfinite(torch.tensor(v)) for v in last.values())
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())  # nothing it would not read
+    assert len(list((tmp_path / "cache").glob("[0-9a-f]" * 24))) == 1  # the teacher's original-view features
     result = _distill(tmp_path, "clip-vit-b16", "--set", "providers.clip-vit-b16.params.pretrained=none",
                       out="paper", recipe="stl10_distill_clip_paper")
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -51,7 +51,7 @@ def test_distill_random_clip_two_steps_headline_and_paper_form_with_cache(tmp_pa
     info = CliRunner().invoke(app, ["cache", "info", "--dir", str(tmp_path / "cache")])
     assert "clip-vit-b16" in info.output and "16x512" in info.output
     cleared = CliRunner().invoke(app, ["cache", "clear", "--dir", str(tmp_path / "cache")])
-    assert "removed 1" in cleared.output
+    assert "removed 2" in cleared.output  # the headline's teacher runs in half precision on a GPU: its own cache
 
 
 def test_distill_missing_weights_fails_before_training(tmp_path):
