@@ -271,8 +271,9 @@ def _set(tree: dict, dotted: str, value: Any, source: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"{source}: cannot set '{dotted}': '{k}' is not a section")
         node = child
-    if isinstance(value, dict) and value and isinstance(node.get(keys[-1]), dict):
-        # a mapping sets the keys it names and keeps the others: --set 'optim={lr: 0.1}' changes lr only
+    if isinstance(value, dict) and value and isinstance(node.get(keys[-1]), dict) and keys != ["providers"]:
+        # a mapping sets the keys it names and keeps the others: --set 'optim={lr: 0.1}' changes lr only; the
+        # providers section, a set of named terms, is given whole: --set 'providers={hog: {weight: 1}}' is the only term
         for key, item in value.items():
             _set(tree, f"{dotted}.{_quoted(key)}", item, source)
         return

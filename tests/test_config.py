@@ -59,3 +59,10 @@ def test_set_with_a_mapping_changes_the_keys_it_names_and_keeps_the_others():
     nested = build_recipe({"providers": {"hog": {"weight": 1.0, "params": {"orientations": 12}}}},
                           ["providers.hog={params: {pixels_per_cell: 4}}"])
     assert nested.providers["hog"].params == {"orientations": 12, "pixels_per_cell": 4}
+
+
+def test_set_with_a_mapping_gives_the_whole_providers_section():
+    from mvmr.config import build_recipe
+
+    recipe = build_recipe({"providers": {"pixels": {"weight": 1.0}, "lsd": {"weight": 1.0}}}, ["providers={hog: {weight: 0.5}}"])
+    assert list(recipe.providers) == ["hog"] and recipe.providers["hog"].weight == 0.5
