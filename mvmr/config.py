@@ -47,15 +47,20 @@ class Section(BaseModel):
 
 
 class AugmentConfig(Section):
-    crop: Literal["resized", "pad"] = "resized"  # pad: the CIFAR crop (reflect-pad by `pad`, random crop)
-    pad: int = Field(4, ge=0)
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    flip_p: Probability = 0.5
-    jitter: tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2)
-    jitter_p: Probability = 0.8
-    gray_p: Probability = 0.2
-    blur_p: Probability = 1.0  # the official MV-MR transform always blurs (kernel 2·int(0.05·size)+1, σ ∈ [0.1, 2])
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    """The augmented view's random transforms (the original view is only resized and centre-cropped)."""
+
+    crop: Literal["resized", "pad"] = Field("resized", description="resized: a random resized crop of crop_scale; "
+                                            "pad: the CIFAR crop (reflect-pad by pad, random crop)")
+    pad: int = Field(4, ge=0, description="reflect padding of the pad crop, in pixels")
+    crop_scale: tuple[float, float] = Field((0.08, 1.0), description="area fraction of the resized crop (min, max)")
+    flip_p: Probability = Field(0.5, description="probability of a horizontal flip")
+    jitter: tuple[float, float, float, float] = Field((0.8, 0.8, 0.8, 0.2), description="colour jitter strengths: "
+                                                      "brightness, contrast, saturation, hue")
+    jitter_p: Probability = Field(0.8, description="probability of the colour jitter")
+    gray_p: Probability = Field(0.2, description="probability of grayscale")
+    blur_p: Probability = Field(1.0, description="probability of a Gaussian blur (kernel 2·int(0.05·size)+1); the "
+                                "official MV-MR transform always blurs")
+    blur_sigma: tuple[float, float] = Field((0.1, 2.0), description="range of the blur's σ (min, max)")
 
     @field_validator("crop_scale")
     @classmethod
@@ -76,10 +81,13 @@ class AugmentConfig(Section):
 
 
 class DataConfig(Section):
-    name: str = "digits"
-    root: str = "~/data"
-    image_size: int = Field(32, ge=8, le=MAX_IMAGE_SIZE)
-    download: bool = False
+    """The training images, their size, and where and how the views are made."""
+
+    name: str = Field("digits", description="a registered dataset: stl10, cifar10, cifar100, imagefolder, npz, digits, "
+                      "or a plug-in's")
+    root: str = Field("~/data", description="where the dataset lives (a folder, or the .npz file for npz)")
+    image_size: int = Field(32, ge=8, le=MAX_IMAGE_SIZE, description="side of the student's square input, in pixels")
+    download: bool = Field(False, description="let torchvision download STL10 / CIFAR into root")
     limit: Optional[int] = Field(None, ge=1, description="use only the first N training images (smoke runs)")
     fingerprint: Literal["stat", "content"] = Field(
         "stat", description="how the feature cache recognises changed files: their paths, sizes and modification "
@@ -103,10 +111,13 @@ class DataConfig(Section):
 
 
 class StudentConfig(Section):
-    backbone: str = "resnet50"
+    """The network being trained: backbone, stem and projector."""
+
+    backbone: str = Field("resnet50", description="a torchvision ResNet (resnet18, resnet50, ...)")
     stem: Literal["standard", "small_kernel", "cifar"] = Field(
         "standard", description="small_kernel: the official MV-MR 3×3 conv1 with max-pool; cifar: also no max-pool")
-    zero_init_residual: bool = True
+    zero_init_residual: bool = Field(True, description="the last BatchNorm of every residual branch starts at 0 "
+                                     "(official MV-MR, MIRA, VICReg); false: torchvision's initialisation")
     projector: LayerSpec = Field("8192-8192-8192", description="default: the method's default_projector")
     projector_bias: Literal["none", "last"] = Field(
         "none", description="which projector Linears have a bias: none (official MV-MR, VICReg) or the last one "
@@ -127,13 +138,20 @@ class ProviderConfig(Section):
     dimension weighs alike. ``provider`` names the registered provider when the entry's key is only a label (two
     terms of one teacher, or two teachers of one architecture)."""
 
-    weight: float = 1.0
-    provider: Optional[str] = None
-    params: dict[str, Any] = {}
-    objective: str = "dcor"
-    objective_params: dict[str, Any] = {}
-    view: Literal["cross", "original", "augmented"] = "cross"
-    representation: Literal["projector", "backbone", "spatial"] = "projector"
+    weight: float = Field(1.0, description="the term's weight in the loss (with dcor, a negative weight minimises "
+                                           "the dependence)")
+    provider: Optional[str] = Field(None, description="the registered provider, when the entry's key is only a label")
+    params: dict[str, Any] = Field({}, description="the provider's own settings (a teacher's size, weights, "
+                                   "output, ...)")
+    objective: str = Field("dcor", description="how the student is tied to it: dcor, cosine, mse, cos_smoothl1, "
+                           "rkd, sp, seed, crd, kd, or a registered one (mvmr objectives)")
+    objective_params: dict[str, Any] = Field({}, description="the objective's own settings (temperature, adaptor, ...)")
+    view: Literal["cross", "original", "augmented"] = Field(
+        "cross", description="cross: the student's augmented view against the provider on the original view (the "
+                             "paper); original: both on the original; augmented: both on the augmented view")
+    representation: Literal["projector", "backbone", "spatial"] = Field(
+        "projector", description="the student's side: projector output, backbone features, or the backbone's last "
+                                 "feature map against the provider's dense features")
     standardize: Literal["none", "layernorm", "dimension"] = Field(
         "none", description="layernorm: each feature vector to zero mean, unit variance (FD's non-affine "
                             "LayerNorm); dimension: each dimension to zero mean, unit variance over the data seen "
@@ -147,41 +165,49 @@ class ProviderConfig(Section):
 
 
 class OptimConfig(Section):
-    name: Literal["adam", "adamw", "sgd", "lars"] = "adam"
-    lr: float = Field(1e-4, gt=0)
+    """The optimiser and its schedule; the batch is global."""
+
+    name: Literal["adam", "adamw", "sgd", "lars"] = Field("adam", description="the optimiser (torch's fused step "
+                                                          "where it has one)")
+    lr: float = Field(1e-4, gt=0, description="peak learning rate, after warm-up, before lr_scaling")
     lr_scaling: Literal["none", "linear", "sqrt"] = Field(
         "none", description="linear: lr × batch_size / 256 (MIRA, SwAV); sqrt: lr × sqrt(batch_size) / 4")
-    weight_decay: float = Field(1e-6, ge=0)
-    momentum: float = Field(0.9, ge=0, le=1)
-    batch_size: int = Field(256, ge=2)
-    epochs: int = Field(100, ge=1)
-    warmup_epochs: float = Field(10, ge=0)
+    weight_decay: float = Field(1e-6, ge=0, description="weight decay (decoupled for adamw)")
+    momentum: float = Field(0.9, ge=0, le=1, description="momentum of sgd and lars")
+    batch_size: int = Field(256, ge=2, description="the global batch, across every process")
+    epochs: int = Field(100, ge=1, description="passes over the training images")
+    warmup_epochs: float = Field(10, ge=0, description="linear warm-up, then a cosine decay to the end")
     accumulate: int = Field(1, ge=1, description="micro-batches per step (exact: gradient caching); "
                                                 "batch_size stays the batch every statistic is computed on")
 
 
 class TrainerConfig(Section):
-    device: str = "auto"
+    """Where and how the run executes: device, precision, seed, workers, checkpoints, cache."""
+
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N")
     precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
         "auto", description="autocast dtype of the student; auto: bf16 on CUDA (fp16 on GPUs without bf16), fp32 "
                             "on a CPU. dCor, the providers and the assigners always run in float32")
     compile: bool = Field(False, description="torch.compile the student (its forward and backward)")
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    num_workers: int = Field(8, ge=0)
-    max_steps: Optional[int] = Field(None, ge=1)
-    checkpoint_every: int = Field(1000, ge=1)
-    log_every: int = Field(10, ge=1)
-    use_cache: bool = True
-    cache_dir: str = "~/.cache/mvmr"
-    tensorboard: bool = False
-    progress: bool = True
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds the weights, the data order and every view")
+    num_workers: int = Field(8, ge=0, description="data-loader worker processes")
+    max_steps: Optional[int] = Field(None, ge=1, description="stop after this many steps (a resume may change it)")
+    checkpoint_every: int = Field(1000, ge=1, description="steps between checkpoints (and one at every epoch's end)")
+    log_every: int = Field(10, ge=1, description="steps between records in metrics.jsonl")
+    use_cache: bool = Field(True, description="read deterministic providers' and teachers' features from the "
+                            "feature cache")
+    cache_dir: str = Field("~/.cache/mvmr", description="where the feature cache and teacher banks live")
+    tensorboard: bool = Field(False, description="also write TensorBoard events (pip install 'mvmr[tensorboard]')")
+    progress: bool = Field(True, description="a progress bar on the terminal")
     sync_bn: Optional[bool] = Field(None, description="global-batch BatchNorm under torchrun; default: on")
 
 
 class EvalConfig(Section):
+    """The online k-NN evaluation on the dataset's train and test splits."""
+
     knn_every: int = Field(1, ge=0, description="epochs between online k-NN evaluations (0: never)")
-    knn_k: int = Field(20, ge=1)
-    knn_t: float = Field(0.07, gt=0)
+    knn_k: int = Field(20, ge=1, description="neighbours of the weighted k-NN")
+    knn_t: float = Field(0.07, gt=0, description="temperature of the k-NN's weights")
     limit: Optional[int] = Field(None, ge=1, description="evaluate on at most N train and N test images")
     batch_size: int = Field(256, ge=1, description="feature-extraction batch per process")
     teacher_knn: bool = Field(False, description="also the k-NN of each teacher's own features of the same images "
@@ -192,7 +218,8 @@ class Recipe(Section):
     """The sections every method shares. ``build_recipe`` adds the chosen method's own section (``Method.section``,
     validated by its ``Method.Config``); the recipe holds no other method's settings."""
 
-    method: str = "mvmr"
+    method: str = Field("mvmr", description="the registered method to train: mvmr, mira, or a plug-in's; its own "
+                        "section (loss, mira, ...) is the only method section the recipe may hold")
     data: DataConfig = DataConfig()
     student: StudentConfig = StudentConfig()
     providers: dict[str, ProviderConfig] = {}

@@ -3,6 +3,8 @@ result line whose table was not regenerated, fails here."""
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import tables  # noqa: E402
@@ -10,16 +12,47 @@ import tables  # noqa: E402
 
 def test_every_table_equals_what_the_result_lines_give():
     rows = tables.lines()
-    for page in tables.PAGES:
+    pages_with_tables = 0
+    for page in tables.pages():
         text = page.read_text()
-        assert tables.BLOCK.search(text), f"{page.name} has no generated table"
+        pages_with_tables += bool(tables.BLOCK.search(text))
         assert tables.render(text, rows) == text, f"{page.name}: tables out of date; run python benchmarks/tables.py"
+    assert pages_with_tables >= 9  # the README's results at a glance and every study page
+
+
+def test_every_study_page_holds_a_generated_table():
+    for page in sorted((tables.DOCS / "studies").glob("*.md")):
+        assert tables.BLOCK.search(page.read_text()), f"{page.name} has no generated table"
+
+
+def test_every_table_is_used_and_every_used_name_exists():
+    used = {m.group("name") for page in tables.pages() for m in tables.BLOCK.finditer(page.read_text())}
+    assert used == set(tables.TABLES), f"tables without a page: {set(tables.TABLES) - used}"
 
 
 def test_a_rerun_replaces_its_row():
     rows = [{"bench": "quickstart_distill", "seed": 0, "knn_top1": 1.0, "knn_top1_at_init": 0.5,
-             "teacher_knn_top1": 2.0, "minutes": 1.0},
+             "teacher_knn_top1": 2.0, "minutes": 1.0, "_line": 1},
             {"bench": "quickstart_distill", "seed": 0, "knn_top1": 3.0, "knn_top1_at_init": 0.5,
-             "teacher_knn_top1": 2.0, "minutes": 1.0}]
+             "teacher_knn_top1": 2.0, "minutes": 1.0, "_line": 2}]
     table = tables.quickstart_distill(rows)
     assert "| 0 | 3.00 |" in table and "1.00 | 0.50" not in table
+
+
+def test_a_row_without_its_line_is_an_error_not_a_silent_gap():
+    runs = tables.Runs("demo", [("a", {"variant": "a"}), ("b", {"variant": "b"})],
+                       [tables.Col("k-NN", tables.per_seed("knn"))])
+    rows = [{"bench": "demo", "variant": "a", "seed": 0, "knn": 1.0, "_line": 1}]
+    with pytest.raises(SystemExit, match="table row 'b'"):
+        runs(rows)
+
+
+def test_seeds_keep_their_place():
+    runs = tables.Runs("demo", [("a", {"variant": "a"})], [tables.Col("k-NN", tables.per_seed("knn"))])
+    rows = [{"bench": "demo", "variant": "a", "seed": 1, "knn": 2.5, "_line": 1}]
+    assert "| a | – / 2.5 |" in runs(rows)
+
+
+def test_unused_lines_are_listed():
+    rows = tables.lines() + [{"bench": "nobody_reads_this", "_line": 10**6}]
+    assert [r["_line"] for r in tables.unused(rows)][-1] == 10**6

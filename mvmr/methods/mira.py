@@ -2,7 +2,7 @@
 EMA teacher, assigned by MIRA (mutual-information-regularised) or by Sinkhorn-Knopp (SeLa/SwAV), everything else
 equal. Optional hybrid: the recipe's providers add MV-MR dCor terms on the student's embedding of an augmented view,
 and ``mira.mse / variance / dcor_views`` add MV-MR's terms between the two views' embeddings (at small scale these
-do the learning: README "MIRA at small scale").
+do the learning: docs/studies/mira.md).
 """
 from __future__ import annotations
 
@@ -43,15 +43,17 @@ class MiraConfig(ViewTermsConfig):
     ``mse``, ``variance``, ``dcor_views`` (MV-MR's terms between the two global views), ``std_margin`` and
     ``dcor_estimator`` come from ``ViewTermsConfig``; the hybrid terms are off by default (the plain method)."""
 
-    assigner: Literal["mira", "sinkhorn"] = "mira"
-    prototypes: int = Field(3000, ge=2)
-    tau_student: float = Field(0.1, gt=0)
-    tau_teacher: float = Field(0.225, gt=0)
-    beta: tuple[float, float] = (0.75, 2 / 3)
-    iters: int = Field(30, ge=1)
-    sinkhorn_eps: float = Field(0.05, gt=0)
-    sinkhorn_iters: int = Field(3, ge=1)
-    ema: tuple[float, float] = (0.99, 1.0)
+    assigner: Literal["mira", "sinkhorn"] = Field("mira", description="how targets are assigned: MIRA's fixed "
+                                                  "point, or Sinkhorn-Knopp (SeLa, SwAV)")
+    prototypes: int = Field(3000, ge=2, description="K, the number of clusters")
+    tau_student: float = Field(0.1, gt=0, description="temperature of the student's predictions")
+    tau_teacher: float = Field(0.225, gt=0, description="temperature of the EMA teacher's logits")
+    beta: tuple[float, float] = Field((0.75, 2 / 3), description="MIRA's trade-off between fidelity and the "
+                                      "marginal's entropy, cosine from start to end")
+    iters: int = Field(30, ge=1, description="fixed-point iterations of MIRA's assignment")
+    sinkhorn_eps: float = Field(0.05, gt=0, description="Sinkhorn's entropic regularisation")
+    sinkhorn_iters: int = Field(3, ge=1, description="Sinkhorn-Knopp iterations")
+    ema: tuple[float, float] = Field((0.99, 1.0), description="the EMA teacher's momentum, cosine from start to end")
     views: Literal["official", "recipe"] = Field(
         "official", description="official: MIRA's asymmetric global views; recipe: data.augment for both")
     bottleneck: int = Field(0, ge=0, description="0: prototypes on the projector output (official); n: a Linear "
@@ -66,7 +68,7 @@ class MiraConfig(ViewTermsConfig):
     marginal: Literal["batch", "ema"] = Field(
         "batch", description="the marginal MIRA's assignment regularises: the (global) batch's, official; ema: "
         "marginal_momentum·(running mean of past marginals) + (1 − marginal_momentum)·the batch's")
-    marginal_momentum: float = Field(0.9, ge=0, lt=1)
+    marginal_momentum: float = Field(0.9, ge=0, lt=1, description="momentum of the running marginal (marginal: ema)")
     local_size: Optional[int] = Field(None, ge=8, description="side of the local crops; default image_size·96/224")
     freeze_prototypes_epochs: float = Field(1, ge=0, description="prototypes get no update for this many epochs")
     prototype_init: Literal["random", "data"] = Field(
@@ -75,9 +77,9 @@ class MiraConfig(ViewTermsConfig):
         "targets already group similar images")
     # Hybrid MV-MR terms between the two global views' embeddings: they shape the features from the first step,
     # while the head's targets are still near-uniform.
-    mse: float = 0.0
-    variance: float = 0.0
-    dcor_views: float = 0.0
+    mse: float = Field(0.0, description="hybrid: weight of MV-MR's invariance term between the global views")
+    variance: float = Field(0.0, description="hybrid: weight of MV-MR's variance hinge")
+    dcor_views: float = Field(0.0, description="hybrid: weight of 1 − dCor between the global views")
 
     @field_validator("ema")
     @classmethod

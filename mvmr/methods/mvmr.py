@@ -26,11 +26,13 @@ class ViewTermsConfig(Section):
     """Weights of MV-MR's view terms and the dCor estimator of every dCor term (provider weights live under
     ``providers``). The recipe's ``loss`` section; MIRA's hybrid terms reuse it with the view terms off."""
 
-    mse: float = 1.0
-    variance: float = 1.0
-    dcor_views: float = 1.0
-    std_margin: float = Field(1.0, ge=0)
-    dcor_estimator: Literal["biased", "unbiased"] = "biased"
+    mse: float = Field(1.0, description="weight of the invariance term: MSE between the two views' embeddings")
+    variance: float = Field(1.0, description="weight of the variance hinge on each embedding dimension")
+    dcor_views: float = Field(1.0, description="weight of 1 − dCor between the two views' embeddings")
+    std_margin: float = Field(1.0, ge=0, description="the variance hinge's target standard deviation")
+    dcor_estimator: Literal["biased", "unbiased"] = Field(
+        "biased", description="dCor estimator of every dCor term: the paper's biased V-statistic or the unbiased "
+                              "dCor²")
 
 
 class MVMRConfig(ViewTermsConfig):
