@@ -7,7 +7,11 @@ an MV-MR model pretrained through mvmr on all 10,000 train images without their 
 torchvision init, ``TEACHER_EPOCHS`` epochs; cached in benchmarks/.cache), loaded as ``mvmr:<checkpoint>`` and tied to
 the features by cos + smooth-L1 through RADIO's adaptor on layer-normed teacher features. ``--teacher=mira``: the
 shipped ``cifar10_mira`` recipe instead (MIRA + MV-MR hybrid, 25 epochs, the same 10,000 images, no labels;
-``--teacher-epochs=N``: N epochs instead).
+``--teacher-epochs=N``: N epochs instead). ``--teacher=lite0``: a real teacher, EfficientNet-Lite0 with its ImageNet
+weights at 128 px, tied directly (its original-view features computed once and read from the feature cache by
+image index, ``view: cross``); with ``--finetune`` or ``--probe`` the label-free checkpoint is then the shipped
+``cifar10_distill_lite`` student (distilled from it on the 10,000 images, no labels) and the probe reads the
+teacher's own features.
 ``--unlabelled``: each step the regulariser also reads a batch drawn from all 10,000 train images (their labels are
 never loaded), the semi-supervised use: the cross-entropy sees the 1,000 labelled images only; ``--mu=N`` reads N
 times as many unlabelled images as labelled ones (FixMatch's mu). ``--anneal``: the regulariser's weight follows a
@@ -60,12 +64,13 @@ def load():
     keep = np.concatenate([np.flatnonzero(y == c)[:100] for c in range(10)])
     as_float = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255  # noqa: E731
     return (as_float(f["x_train"][keep]), torch.from_numpy(y[keep]).long(), as_float(f["x_test"]),
-            torch.from_numpy(f["y_test"]).long(), as_float(f["x_train"]))  # the last: all train images, no labels
+            torch.from_numpy(f["y_test"]).long(), as_float(f["x_train"]),  # all train images, no labels
+            torch.from_numpy(keep).long())  # the labelled images' indices among them (the feature cache's rows)
 
 
 
 def train(weight: float, seed: int, data) -> float:
-    x, y, xt, yt, unlabelled = data
+    x, y, xt, yt, unlabelled, keep = data
     torch.manual_seed(seed)
     g, g_unlabelled = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1000)
     if FINETUNE:  # the label-free checkpoint's backbone (it normalises inside) under a new linear classifier
@@ -79,6 +84,9 @@ def train(weight: float, seed: int, data) -> float:
         embed = lambda b: backbone(normalise(b))  # noqa: E731
     reg = mvmr.FeatureRegularizer({n: {"weight": weight, **p} for n, p in PROVIDERS.items()}, embedding_dim=512,
                                   image_size=32) if weight else None
+    cross = reg is not None and any(p.get("view") == "cross" for p in PROVIDERS.values())
+    if cross:  # the teacher on the original images, once per image: rows of the feature cache by train index
+        reg.enable_cache(CACHE, f"{DATA_TAG}-train", n=len(unlabelled), image_size=32)
     params = list(model.parameters()) + (list(reg.parameters()) if reg is not None else [])  # the adaptor's
     opt = torch.optim.Adam(params, lr=1e-3, weight_decay=5e-4)
     steps = epochs * (len(x) // 125)
@@ -87,15 +95,17 @@ def train(weight: float, seed: int, data) -> float:
     step = 0
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=g).split(125):
-            images = pad_crop_flip(x[idx], g)
+            images, rows = pad_crop_flip(x[idx], g), keep[idx]
             if UNLABELLED and reg is not None:  # MU times as many from all train images, for the regulariser only
                 extra = torch.randint(len(unlabelled), (MU * len(idx),), generator=g_unlabelled)
                 images = torch.cat([images, pad_crop_flip(unlabelled[extra], g_unlabelled)])
+                rows = torch.cat([rows, extra])
             features = embed(images)
             loss = F.cross_entropy(fc(features[: len(idx)]), y[idx])
             if reg is not None:  # --anneal: the weight follows a cosine from its value to 0 (distil, then free)
                 scale = 0.5 * (1.0 + math.cos(math.pi * step / steps)) if ANNEAL else 1.0
-                loss = loss + scale * reg(images, features)[0]
+                tied = reg(images, features, index=rows, original=unlabelled[rows]) if cross else reg(images, features)
+                loss = loss + scale * tied[0]
             step += 1
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -118,12 +128,12 @@ def label_free_teacher() -> Path:
     from mvmr.engine import pretrain
     from mvmr.recipe_files import read_recipe_tree, resolve_recipe
 
-    if TEACHER == "mira":
-        tree = read_recipe_tree(resolve_recipe("cifar10_mira"))
+    if TEACHER in ("mira", "lite0"):  # a shipped recipe, as a user runs it
+        tree = read_recipe_tree(resolve_recipe({"mira": "cifar10_mira", "lite0": "cifar10_distill_lite"}[TEACHER]))
         tree["data"]["root"], tree["trainer"]["progress"] = str(NPZ), False
-        if option("teacher-epochs"):  # a longer pretraining than the recipe's 25 epochs, its schedule stretched
+        if option("teacher-epochs"):  # a longer pretraining than the recipe's own epochs, its schedule stretched
             tree["optim"]["epochs"] = tree["eval"]["knn_every"] = int(option("teacher-epochs"))
-        name = f"mira_label_free_{DATA_TAG}_e{tree['optim']['epochs']}.pt"
+        name = f"{tree['method'] if TEACHER == 'mira' else 'lite0_distilled'}_label_free_{DATA_TAG}_e{tree['optim']['epochs']}.pt"
     else:
         tree = cifar_tree(TEACHER_EPOCHS, method="mvmr", providers=HAND, student={"zero_init_residual": False})
         name = f"mvmr_label_free_{DATA_TAG}_e{TEACHER_EPOCHS}.pt"
@@ -141,7 +151,13 @@ def label_free_teacher() -> Path:
     return path
 
 
-if USE_TEACHER:
+CACHE = Path(__file__).resolve().parent / ".cache" / "regularizer-features"
+if USE_TEACHER and TEACHER == "lite0" and not FINETUNE:  # the ImageNet teacher itself, on the original images
+    PROVIDERS = {"efficientnet-lite0": {"objective": option("objective", "cos_smoothl1"), "view": "cross",
+                                       "standardize": option("standardize", "layernorm"), "representation": "backbone",
+                                       "params": {"size": 128, **({"output": "logits"} if option("objective") == "kd"
+                                                                  else {})}}}
+elif USE_TEACHER:
     head = {k: v for k, v in {"hidden": option("hidden") and int(option("hidden")),
                               "adaptor": option("adaptor")}.items() if v is not None}
     PROVIDERS = {f"mvmr:{label_free_teacher()}": {"objective": option("objective", "cos_smoothl1"),
@@ -159,15 +175,18 @@ def linear_probe(data) -> None:
 
     from mvmr.checkpoint import load_student
 
-    x, y, xt, yt, _ = data
-    teacher = label_free_teacher()
-    _, student = load_student(teacher)
+    x, y, xt, yt = data[:4]
+    if TEACHER == "lite0":  # the real teacher's own features (the probe a user keeping the teacher would train)
+        teacher, encode_teacher = Path("efficientnet-lite0@128"), mvmr.create_provider("efficientnet-lite0", size=128)
+    else:
+        teacher = label_free_teacher()
+        encode_teacher = load_student(teacher)[1].embed
     torch.manual_seed(0)
     untrained = torchvision.models.resnet18()
     untrained.fc = torch.nn.Identity()
     untrained.eval()
     accs = {}
-    for name, encode in (("label_free_teacher", student.embed), ("random_init", lambda b: untrained(normalise(b)))):
+    for name, encode in (("label_free_teacher", encode_teacher), ("random_init", lambda b: untrained(normalise(b)))):
         with torch.no_grad():
             f, ft = (torch.cat([encode(b) for b in imgs.split(500)]).numpy() for imgs in (x, xt))
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000)).fit(f, y.numpy())
@@ -185,8 +204,10 @@ for weight in weights:
     emit(bench="regularizer", providers=[Path(n).name for n in sorted(PROVIDERS)] if weight else [], weight=weight, labelled=len(data[0]),
          unlabelled=len(data[4]) if UNLABELLED and weight else 0, mu=MU if UNLABELLED and weight else 0,
          anneal=ANNEAL and bool(weight), init="label_free_teacher" if FINETUNE else "random",
-         tie={k: v for k, v in next(iter(PROVIDERS.values())).items() if k in ("objective", "objective_params", "standardize")}
-         if weight and USE_TEACHER else None, teacher=Path(label_free_teacher()).name if (USE_TEACHER and weight) or FINETUNE else None,
+         tie={k: v for k, v in next(iter(PROVIDERS.values())).items() if k in ("objective", "objective_params", "standardize", "view")}
+         if weight and USE_TEACHER else None,
+         teacher=("efficientnet-lite0@128" if TEACHER == "lite0" and not FINETUNE else Path(label_free_teacher()).name)
+         if (USE_TEACHER and weight) or FINETUNE else None,
          epochs=epochs, seeds=3, test_acc_mean=round(statistics.mean(accs), 2), test_acc_std=round(statistics.stdev(accs), 2),
          test_accs=[round(a, 2) for a in accs], minutes_per_run=round((time.perf_counter() - t0) / 180, 2),
          threads=torch.get_num_threads())
