@@ -8,6 +8,15 @@ from pathlib import Path
 import tables
 
 
+def save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def real_teacher(rows: list[dict], out: Path) -> Path:
     """k-NN of every real-teacher row against its measured minutes, the teacher's own k-NN as a line."""
     import matplotlib.pyplot as plt
@@ -28,11 +37,7 @@ def real_teacher(rows: list[dict], out: Path) -> Path:
     ax.set_xlabel("measured minutes on 2 CPU cores (budget 10, teacher passes included)")
     ax.set_ylabel("student k-NN top-1 (%)")
     ax.set_title("A real teacher into a ResNet-18 at one CPU budget (squares: the 30-line loops)", fontsize=10)
-    fig.tight_layout()
-    path = out / "real_teacher.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, out / "real_teacher.png")
 
 
 def objective_ratios(rows: list[dict], out: Path) -> Path:
@@ -51,11 +56,7 @@ def objective_ratios(rows: list[dict], out: Path) -> Path:
     ax.set_xlabel("student k-NN / teacher k-NN (seed 0, 6 epochs; gray: the 30-line loop)")
     ax.tick_params(axis="y", labelsize=8)
     ax.set_title("Which objective moves an in-domain teacher into the student", fontsize=10)
-    fig.tight_layout()
-    path = out / "objective_ratios.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, out / "objective_ratios.png")
 
 
 def main(argv: list[str]) -> int:
