@@ -536,6 +536,8 @@ def regularizer_label(r: dict) -> str:
         what = "none"
     elif set(providers) == {"hog", "lsd", "pixels"}:
         what = "pixels, HOG, LSD"
+    elif providers[0].startswith("efficientnet"):
+        what = "EfficientNet-Lite0 (ImageNet) at 128 px"
     else:
         what = "label-free " + ("MIRA" if providers[0].startswith("mira") else "MV-MR") + " teacher"
     tie = r.get("tie") or {}
@@ -545,7 +547,10 @@ def regularizer_label(r: dict) -> str:
         extra = ", ".join(f"{k} {v}" for k, v in params.items())
         what += f" ({num(r['weight'])}{', annealed to 0' if r.get('anneal') else ''}; {obj}{', ' + extra if extra else ''}"
         what += f"{', standardize ' + tie['standardize'] if tie.get('standardize') else ''})"
-    start = " from the label-free teacher" if r.get("init") == "label_free_teacher" else ""
+    start = ""
+    if r.get("init") == "label_free_teacher":
+        start = (" from the `cifar10_distill_lite` student" if str(r.get("teacher", "")).startswith("lite0")
+                 else " from the label-free teacher")
     reads = ""
     if providers:
         mu = r.get("mu", 1 if r.get("unlabelled") else 0)
@@ -573,14 +578,38 @@ TABLES["regularizer_more"] = lambda rows: regularizer(rows, (221, 303))
 @table("regularizer_teachers")
 def regularizer_teachers(rows):
     out = ["| label-free teacher | epochs | k-NN (init) | linear probe, 1,000 labels | minutes |", "|---|---|---|---|---|"]
-    probes = {r["teacher"]: r for r in select(rows, "regularizer", variant="linear_probe")}
+    probes = {r["teacher"]: r for r in select(rows, "regularizer", (1, 307), variant="linear_probe")}
     by_epochs = {int(k.split("_e")[-1].split(".")[0]): v for k, v in probes.items()}
-    for r in select(rows, "regularizer", variant="label_free_teacher"):
+    for r in select(rows, "regularizer", (1, 307), variant="label_free_teacher"):
         probe = by_epochs.get(r["epochs"]) if r.get("method") == "mira" and r["_line"] >= 299 else None
         out.append(f"| {r.get('method', 'mvmr').upper() if r.get('method') else 'MV-MR'} | {r['epochs']} | "
                    f"{num(r['knn_top1'])} ({num(r['knn_top1_at_init'])}) | "
                    f"{num(probe['test_acc']) + ' (random init ' + num(probe['test_acc_random_init']) + ')' if probe else '–'}"
                    f" | {num(r['minutes'], 1)} |")
+    return "\n".join(out) + "\n"
+
+
+@table("regularizer_real")
+def regularizer_real(rows):
+    """EfficientNet-Lite0 (ImageNet) and 1,000 CIFAR labels: its own probe, the regulariser, the two-stage peer."""
+    span = (323, 10**6)
+    probe = one(rows, "regularizer", span, variant="linear_probe", teacher="efficientnet-lite0@128")
+    out = [f"EfficientNet-Lite0 at 128 px, frozen, read by a logistic regression on its features with the same 1,000 "
+           f"labels (the teacher kept at inference): **{num(probe['test_acc'])}** (a random-init ResNet-18's features: "
+           f"{num(probe['test_acc_random_init'])}).\n"]
+    distilled = select(rows, "regularizer", span, variant="label_free_teacher")
+    for r in distilled:
+        out.append(f"The two-stage peer's first stage, `cifar10_distill_lite` ({r['epochs']} epochs, no labels): "
+                   f"student k-NN {num(r['knn_top1'])} ({num(r['knn_top1_at_init'])} at initialisation), "
+                   f"{num(r['minutes'], 1)} minutes.\n")
+    runs = [r for r in select(rows, "regularizer", span) if "test_acc_mean" in r]
+    if runs:
+        out += ["| ResNet-18 at 32 px, 1,000 labels | images the regulariser reads | test accuracy, mean ± std "
+                "(3 seeds) | min/run |", "|---|---|---|---|"]
+        for r in runs:
+            label, reads = regularizer_label(r)
+            out.append(f"| {label} | {reads} | {num(r['test_acc_mean'])} ± {num(r['test_acc_std'])} | "
+                       f"{num(r['minutes_per_run'], 1)} |")
     return "\n".join(out) + "\n"
 
 
