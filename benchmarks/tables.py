@@ -195,6 +195,9 @@ def real_teacher(rows: list[dict]) -> str:
         out.append(f"Teacher {t}: k-NN **{row['knn_top1']}**, linear probe {row['linear_probe']} "
                    f"({row['labels']:,} labels), one pass over the train images {row['pass_minutes']} min.\n")
     ref = teachers[("efficientnet-lite0@128",)]["knn_top1"]
+    inits = {k[2]: r["student_knn_at_init"] for k, r in sorted(runs.items()) if r.get("student_knn_at_init")}
+    out.append("The student (ResNet-18, torchvision init) at initialisation: k-NN "
+               + " / ".join(f"{num(v)} (seed {s})" for s, v in sorted(inits.items())) + ".\n")
     for budget in sorted({k[3] for k in runs}):
         for t in sorted({k[1] for k in runs}, key=lambda s: int(s.split("@")[1])):
             out += [f"| row ({t}, budget {budget:g} CPU-minutes) | epochs (seeds 0 / 1) | minutes | k-NN seed 0 "
@@ -204,7 +207,7 @@ def real_teacher(rows: list[dict]) -> str:
                 if not seeds:
                     continue
                 knn = [seeds[s]["student_knn"] if s in seeds else None for s in (0, 1)]
-                shown = [f"{k:.2f}" if k is not None else "" for k in knn]
+                shown = [num(k) if k is not None else "" for k in knn]
                 best = max(k for k in knn if k is not None) / ref
                 epochs = " / ".join(str(seeds[s]["epochs"]) for s in sorted(seeds))
                 minutes = " / ".join(f"{seeds[s]['minutes']:.1f}" for s in sorted(seeds))
