@@ -138,7 +138,8 @@ class FeatureCache:
 
 
 class CachedFeatures:
-    """A method's ``feature_source``: cached rows when all are present, else compute, store the missing, return.
+    """A method's ``feature_source``: cached rows where present; the provider computes (and the cache stores) only
+    the missing ones.
     ``banks`` (provider name -> ``TeacherBank``) serve terms on the augmented view, from the banked epoch ``slot``."""
 
     def __init__(self, providers: dict[str, Any], caches: dict[str, FeatureCache],
@@ -154,12 +155,19 @@ class CachedFeatures:
         known = idx >= 0  # -1: another image stood in for an unreadable one; computed, never cached
         missing = ~known
         missing[known] = cache.missing(idx[known])
-        if missing.any():
-            feats = self.providers[name](images)
-            store = missing & known
-            cache.write(idx[store], feats[torch.from_numpy(store).to(feats.device)].float().cpu().numpy())
-            return feats
-        return torch.from_numpy(cache.read(idx)).to(images.device)
+        if not missing.any():
+            return torch.from_numpy(cache.read(idx)).to(images.device)
+        if missing.all():
+            fresh = self.providers[name](images)
+        else:  # the provider runs on the missing rows only (random access, e.g. a regulariser's draws)
+            fresh = self.providers[name](images[torch.from_numpy(missing).to(images.device)])
+        cache.write(idx[missing & known], fresh[torch.from_numpy(known[missing]).to(fresh.device)].float().cpu().numpy())
+        if missing.all():
+            return fresh
+        out = torch.empty((len(idx), *fresh.shape[1:]), dtype=fresh.dtype, device=fresh.device)
+        out[torch.from_numpy(missing).to(fresh.device)] = fresh
+        out[torch.from_numpy(~missing).to(fresh.device)] = torch.from_numpy(cache.read(idx[~missing])).to(fresh)
+        return out
 
     def reads(self, name: str, view: str) -> bool:
         """Whether ``name``'s features on ``view`` come through here (the original-view cache, or its bank)."""

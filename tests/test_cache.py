@@ -62,6 +62,22 @@ def test_complete_cache_is_sealed_and_reused_across_runs(setup):
     assert reopened["pixels"].missing(np.arange(12)).all()
 
 
+def test_a_mixed_batch_computes_only_its_missing_rows(setup):
+    """Random access (a regulariser's draws): the hits come from disk, the provider sees only the misses, and the
+    batch equals the provider's output on all of it."""
+    root, providers, identity, images = setup
+    source = CachedFeatures(providers, _open(root, providers, identity))
+    source("hog", images[:6], torch.arange(6))  # rows 0-5 cached
+    seen = []
+    hog = providers["hog"]
+    source.providers = {**providers, "hog": lambda x: seen.append(len(x)) or hog(x)}
+    index = torch.tensor([8, 2, 11, 5, 0])
+    got = source("hog", images[index], index)
+    assert seen == [2]  # rows 8 and 11 only
+    assert torch.allclose(got, hog(images[index]), atol=1e-6)
+    assert not source.caches["hog"].missing(np.array([8, 11])).any()
+
+
 def test_partial_cache_continues(setup):
     root, providers, identity, images = setup
     source = CachedFeatures(providers, _open(root, providers, identity))
