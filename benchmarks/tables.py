@@ -773,15 +773,20 @@ def glance(rows):
     sk = one(rows, "mira_search", (146, 166), variant="sinkhorn:k30+ts05+q3840")
     row("plain MIRA, CIFAR-10 sample, 14 epochs, k-NN (init 20.7)", [mira["knn_top1"]], [sk["knn_top1"]],
         "MIRA", "Sinkhorn (SeLa / SwAV)", ("MIRA at small scale", "docs/studies/mira.md"))
-    span = (170, 176)  # one round: the MV-MR teacher as a regulariser, as a starting point, and neither
-    reg = one(rows, "regularizer", span, providers=["mvmr_label_free_cifar10mini_e20.pt"], init="random", tie=None)
+    span = (323, 10**6)  # EfficientNet-Lite0 and 1,000 labels: the regulariser, the labels alone, the peers
+    reg = one(rows, "regularizer", span, providers=["efficientnet-lite0"], init="random")
     none = one(rows, "regularizer", span, weight=0.0, init="random")
-    peer = one(rows, "regularizer", span, weight=0.0, init="label_free_teacher")
-    row("`FeatureRegularizer` (a label-free teacher) on 1,000 labels, test accuracy", [reg["test_acc_mean"]],
-        [none["test_acc_mean"]], "regularised", "labels alone", ("Feature regularisation",
-                                                                "docs/studies/regularisation.md"))
-    row("the same, against the two-stage peer", [reg["test_acc_mean"]], [peer["test_acc_mean"]], "regularised",
-        "fine-tune the label-free teacher", ("Feature regularisation", "docs/studies/regularisation.md"))
+    probe = one(rows, "regularizer", span, variant="linear_probe")
+    reg_link = ("Feature regularisation", "docs/studies/regularisation.md")
+    row("`FeatureRegularizer` tied to EfficientNet-Lite0, 1,000 CIFAR labels, test accuracy", [reg["test_acc_mean"]],
+        [none["test_acc_mean"]], "regularised ResNet-18", "labels alone", reg_link)
+    row("the same, against the teacher's own linear probe (the teacher kept at inference)", [reg["test_acc_mean"]],
+        [probe["test_acc"]], "regularised ResNet-18", "probe on the teacher", reg_link)
+    peers = select(rows, "regularizer", span, weight=0.0, init="label_free_teacher")
+    if peers:
+        row("the same, against the two-stage peer (distil label-free, then fine-tune)", [reg["test_acc_mean"]],
+            [peers[-1]["test_acc_mean"]], "regularised ResNet-18", "`cifar10_distill_lite`, then fine-tuned",
+            reg_link)
     w = one(rows, "throughput", (112, 117), part="workers", image_size=224)
     out.append(f"| data-worker CPU per image at 224 px, augmentation on the device | {num(w['device_ms_per_image'])} ms"
                f" | in the workers: {num(w['workers_ms_per_image'])} ms | {num(w['fewer'], 1)}x fewer | "
