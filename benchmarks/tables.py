@@ -551,9 +551,12 @@ def regularizer_label(r: dict) -> str:
         what += f" ({num(r['weight'])}{', annealed to 0' if r.get('anneal') else ''}; {obj}{', ' + extra if extra else ''}"
         what += f"{', standardize ' + tie['standardize'] if tie.get('standardize') else ''})"
     start = ""
-    if r.get("init") == "label_free_teacher":
-        start = (" from the `cifar10_distill_lite` student" if str(r.get("teacher", "")).startswith("lite0")
-                 else " from the label-free teacher")
+    if r.get("init") == "label_free_teacher":  # the two-stage peer: start from the label-free model, then labels
+        model = ("the `cifar10_distill_lite` student" if str(r.get("teacher", "")).startswith("lite0")
+                 else "the label-free teacher")
+        if not providers:
+            return f"no regulariser: fine-tune {model}", ""
+        start = f", fine-tuning {model}"
     reads = ""
     if providers:
         mu = r.get("mu", 1 if r.get("unlabelled") else 0)
@@ -561,15 +564,14 @@ def regularizer_label(r: dict) -> str:
     return f"{what}{start}", reads
 
 
-def regularizer(rows, span):
-    out = ["| regulariser (weight; tie) | images it reads | test accuracy, mean ± std (3 seeds) | min/run |",
-           "|---|---|---|---|"]
+def regularizer(rows, span, first: str = "regulariser (weight; tie)") -> str:
+    """The 3-seed runs of bench_regularizer.py within ``span``, each described from its fields."""
+    out = [f"| {first} | images it reads | test accuracy, mean ± std (3 seeds) | min/run |", "|---|---|---|---|"]
     for r in select(rows, "regularizer", span):
-        if "test_acc_mean" not in r:
-            continue
-        label, reads = regularizer_label(r)
-        out.append(f"| {label} | {reads} | {num(r['test_acc_mean'])} ± {num(r['test_acc_std'])} | "
-                   f"{num(r['minutes_per_run'], 1)} |")
+        if "test_acc_mean" in r:
+            label, reads = regularizer_label(r)
+            out.append(f"| {label} | {reads} | {num(r['test_acc_mean'])} ± {num(r['test_acc_std'])} | "
+                       f"{num(r['minutes_per_run'], 1)} |")
     return "\n".join(out) + "\n"
 
 
@@ -605,15 +607,7 @@ def regularizer_real(rows):
         out.append(f"The two-stage peer's first stage, `cifar10_distill_lite` ({r['epochs']} epochs, no labels): "
                    f"student k-NN {num(r['knn_top1'])} ({num(r['knn_top1_at_init'])} at initialisation), "
                    f"{num(r['minutes'], 1)} minutes.\n")
-    runs = [r for r in select(rows, "regularizer", span) if "test_acc_mean" in r]
-    if runs:
-        out += ["| ResNet-18 at 32 px, 1,000 labels | images the regulariser reads | test accuracy, mean ± std "
-                "(3 seeds) | min/run |", "|---|---|---|---|"]
-        for r in runs:
-            label, reads = regularizer_label(r)
-            out.append(f"| {label} | {reads} | {num(r['test_acc_mean'])} ± {num(r['test_acc_std'])} | "
-                       f"{num(r['minutes_per_run'], 1)} |")
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n" + regularizer(rows, span, "ResNet-18 at 32 px, 1,000 labels")
 
 
 # --- speed ------------------------------------------------------------------------------------------------------------

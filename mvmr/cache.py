@@ -157,16 +157,14 @@ class CachedFeatures:
         missing[known] = cache.missing(idx[known])
         if not missing.any():
             return torch.from_numpy(cache.read(idx)).to(images.device)
-        if missing.all():
-            fresh = self.providers[name](images)
-        else:  # the provider runs on the missing rows only (random access, e.g. a regulariser's draws)
-            fresh = self.providers[name](images[torch.from_numpy(missing).to(images.device)])
-        cache.write(idx[missing & known], fresh[torch.from_numpy(known[missing]).to(fresh.device)].float().cpu().numpy())
+        rows = torch.from_numpy(missing).to(images.device)
+        fresh = self.providers[name](images if missing.all() else images[rows])  # the missing rows only
+        cacheable = torch.from_numpy(known[missing]).to(fresh.device)  # a stand-in's row is never cached
+        cache.write(idx[missing & known], fresh[cacheable].float().cpu().numpy())
         if missing.all():
             return fresh
         out = torch.empty((len(idx), *fresh.shape[1:]), dtype=fresh.dtype, device=fresh.device)
-        out[torch.from_numpy(missing).to(fresh.device)] = fresh
-        out[torch.from_numpy(~missing).to(fresh.device)] = torch.from_numpy(cache.read(idx[~missing])).to(fresh)
+        out[rows], out[~rows] = fresh, torch.from_numpy(cache.read(idx[~missing])).to(fresh)
         return out
 
     def reads(self, name: str, view: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from pydantic import BaseModel
 
@@ -18,90 +18,73 @@ def _type_name(annotation: Any) -> str:
     return text.replace("|", "or").replace("NoneType", "None")
 
 
+def _cell(text: Optional[str]) -> str:
+    """Text for one Markdown table cell: one line, its pipes escaped."""
+    return " ".join((text or "").split()).replace("|", "\\|")
+
+
 def _default(field) -> str:
-    if field.default_factory is not None:
+    if field.default_factory is not None or isinstance(field.default, BaseModel):
         return "(a section)"
-    value = field.default
-    if isinstance(value, BaseModel):
-        return "(a section)"
-    return f"`{value!r}`" if value not in ({}, None) else ("`{}`" if value == {} else "`None`")
+    return f"`{field.default!r}`"
 
 
-def models() -> list[tuple[str, type[BaseModel]]]:
-    """The documented models with their key prefixes: the shared sections, a provider entry, the methods' own."""
+def models() -> list[tuple[str, str, type[BaseModel], str]]:
+    """(title, key prefix, model, description) of every documented section, in the recipe's order: the shared
+    sections (a provider entry for ``providers``), then the built-in methods' own."""
     from .config import ProviderConfig
     from .registry import methods
 
-    out = [(f"{name}.", f.annotation) for name, f in Recipe.model_fields.items()
-           if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)]
-    out.append(("providers.NAME.", ProviderConfig))
+    out = []
+    for name, field in Recipe.model_fields.items():
+        if name == "providers":
+            out.append(("providers.NAME", "providers.NAME.", ProviderConfig, ProviderConfig.__doc__))
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            out.append((name, f"{name}.", field.annotation, field.annotation.__doc__))
     for method in ("mvmr", "mira"):
         cls = methods.get(method)
-        out.append((f"{cls.section}.", cls.Config))
+        out.append((cls.section, f"{cls.section}.", cls.Config,
+                    f"The section of `method: {method}`. {cls.Config.__doc__ or ''}"))
     return out
 
 
-def undocumented(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
-    """Every key of ``model`` (recursively) without a description."""
+def _leaves(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, Any]]:
+    """(dotted key, pydantic field) of every key of ``model``, nested sections flattened."""
     for name, field in model.model_fields.items():
-        sub = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) \
-            else None
-        if sub is None and not field.description:
-            yield prefix + name
-        if sub is not None:
-            yield from undocumented(sub, f"{prefix}{name}.")
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _leaves(field.annotation, f"{prefix}{name}.")
+        else:
+            yield prefix + name, field
 
 
-def _rows(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
-    for name, field in model.model_fields.items():
-        sub = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) \
-            else None
-        if sub is not None:
-            yield from _rows(sub, f"{prefix}{name}.")
-            continue
-        description = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        kind = _type_name(field.annotation)
-        yield f"| `{prefix}{name}` | {kind} | {_default(field)} | {description} |"
+def undocumented() -> list[str]:
+    """Every recipe key without a description."""
+    return [key for _, prefix, model, _ in models() for key, field in _leaves(model, prefix) if not field.description]
 
 
-def _section(title: str, doc: str, model: type[BaseModel], prefix: str) -> list[str]:
+def _section(title: str, doc: Optional[str], model: type[BaseModel], prefix: str) -> list[str]:
+    rows = [f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {_cell(field.description)} |"
+            for key, field in _leaves(model, prefix)]
     return [f"## `{title}`", "", *([" ".join(doc.split()), ""] if doc else []),
-            "| key | type | default | what it does |", "|---|---|---|---|", *_rows(model, prefix), ""]
+            "| key | type | default | what it does |", "|---|---|---|---|", *rows, ""]
 
 
 def recipe_page() -> str:
     """Every recipe key: the shared sections, then each built-in method's own section."""
-    from .config import ProviderConfig
-    from .registry import methods
-
     out = ["# Recipe keys", "",
            "Generated from mvmr's pydantic models (`python -m mvmr.reference docs/reference`): every key a recipe "
            "accepts, its type, default and meaning. An unknown key is an error, and so is another method's section.",
-           ""]
-    for name, field in Recipe.model_fields.items():
-        if name == "method":
-            out += ["## `method`", "", field.description or "", ""]
-            continue
-        if name == "providers":
-            out += _section("providers.NAME", ProviderConfig.__doc__, ProviderConfig, "providers.NAME.")
-            continue
-        model = field.annotation
-        out += _section(name, model.__doc__, model, f"{name}.")
-    for method in ("mvmr", "mira"):
-        cls = methods.get(method)
-        out += _section(cls.section, f"The section of `method: {method}`. {cls.Config.__doc__ or ''}", cls.Config,
-                        f"{cls.section}.")
+           "", "## `method`", "", Recipe.model_fields["method"].description, ""]
+    for title, prefix, model, doc in models():
+        out += _section(title, doc, model, prefix)
     return "\n".join(out).rstrip() + "\n"
 
 
 def _commands(group: Any, path: list[str]) -> Iterator[tuple[list[str], Any]]:
-    commands = getattr(group, "commands", None)
-    if commands is None:
-        yield path, group
-        return
+    """The command and, for a group, every subcommand below it, depth first."""
     yield path, group
-    for name in sorted(commands):
-        yield from _commands(commands[name], path + [name])
+    for name, command in sorted(getattr(group, "commands", {}).items()):
+        yield from _commands(command, path + [name])
 
 
 def cli_page() -> str:
@@ -122,8 +105,7 @@ def cli_page() -> str:
                 is_option = p.param_type_name == "option"
                 names = ", ".join(f"`{o}`" for o in p.opts + list(p.secondary_opts)) if is_option \
                     else f"`{p.name.upper()}`"
-                text = " ".join((getattr(p, "help", None) or "").split()).replace("|", "\\|")
-                out.append(f"| {names} | {text} |")
+                out.append(f"| {names} | {_cell(getattr(p, 'help', None))} |")
             out.append("")
     return "\n".join(out).rstrip() + "\n"
 
@@ -133,7 +115,7 @@ PAGES = {"recipe.md": recipe_page, "cli.md": cli_page}
 
 def main(argv: list[str]) -> int:
     target = Path(argv[0] if argv else "docs/reference")
-    missing = [k for prefix, model in models() for k in undocumented(model, prefix)]
+    missing = undocumented()
     if missing:
         print(f"recipe keys without a description: {', '.join(missing)}", file=sys.stderr)
         return 1
