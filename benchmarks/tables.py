@@ -646,6 +646,7 @@ def step_costs(rows):
     opt = o[0]
     acc = one(rows, "accumulate")
     off = one(rows, "official_step")
+    fill = one(rows, "cache_fill")
     loader = select(rows, "loader_workers")
     one_w = [r["seconds"] for r in loader if r["num_workers"] == 1]
     two_w = [r["seconds"] for r in loader if r["num_workers"] == 2]
@@ -660,6 +661,11 @@ def step_costs(rows):
            f"| `optim.accumulate: 4` at batch 256 (step ms; peak RSS MB) | {num(acc['acc1_step_ms'], 1)}; "
            f"{num(acc['acc1_peak_rss_mb'], 0)} | {num(acc['acc4_step_ms'], 1)}; {num(acc['acc4_peak_rss_mb'], 0)} | "
            f"{num(acc['time_ratio_acc4'])}x time, {num(acc['memory_ratio_acc4'])}x memory |",
+           f"| a teacher (Lite0 at 128 px) read at random from a filling cache, {fill['images']:,} images, "
+           f"{fill['steps']} batches of {fill['batch']} (teacher images; s): the whole batch on a miss vs the "
+           f"missing rows only | {fill['whole_batch']['teacher_images']:,}; {num(fill['whole_batch']['seconds'], 1)} | "
+           f"{fill['missing_only']['teacher_images']:,}; {num(fill['missing_only']['seconds'], 1)} | "
+           f"{num(fill['speedup'])}x |",
            f"| 2 epochs of `cifar10_distill_kd` (s): 1 vs 2 loader workers, pairs side by side | "
            f"{' / '.join(num(s, 1) for s in one_w)} | {' / '.join(num(s, 1) for s in two_w)} | – |"]
     ratios = [r["update_ratio"] for r in o]
