@@ -16,6 +16,9 @@ teacher's own features.
 never loaded), the semi-supervised use: the cross-entropy sees the 1,000 labelled images only; ``--mu=N`` reads N
 times as many unlabelled images as labelled ones (FixMatch's mu). ``--anneal``: the regulariser's weight follows a
 cosine from its value to 0 over the run, so the student follows the teacher first and the labels alone last.
+``--hand=W`` (with ``--teacher=lite0``): MV-MR's hand-crafted providers (pixels, HOG, LSD; 1 − dCor, weight W
+each) beside the teacher. ``--batch=N``: labelled images per step (125), ``--lr``: Adam's peak (1e-3, one cycle),
+``--seeds=N``: runs per variant (3). Each run fills a fresh feature cache, so its minutes include the teacher's pass.
 ``--finetune``: the peer a user would try first, no regulariser: fine-tune the label-free checkpoint's backbone
 with the 1,000 labels.
 ``--probe``: no training run; what the label-free teacher's frozen features hold for the 1,000 labels, beside a
@@ -24,11 +27,13 @@ How the teacher term ties: ``--objective=dcor`` (1 − dCor, no head) instead of
 linear adaptor instead of RADIO's MLP (2048 wide), ``--adaptor=identity`` none (with ``--finetune`` and
 ``--standardize=none``: DELTA's tie of the fine-tuned features to those of the model it started from).
 Usage: python bench_regularizer.py [epochs] [weights, comma-separated] [--teacher] [--unlabelled] [--finetune]
-[--teacher=mira] [--teacher-epochs=N] [--probe] [--objective=NAME] [--hidden=N] [--adaptor=NAME] [--standardize=MODE] [--mu=N] [--anneal]   (one JSON line per variant)
+[--teacher=mira] [--teacher-epochs=N] [--probe] [--objective=NAME] [--hidden=N] [--adaptor=NAME] [--standardize=MODE] [--mu=N] [--anneal]
+[--hand=W] [--batch=N] [--lr=X] [--seeds=N]   (one JSON line per variant)
 """
 import math
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,10 +50,13 @@ epochs = int(positional[0]) if positional else 30
 weights = [float(w) for w in (positional[1] if len(positional) > 1 else "0,1").split(",")]
 TEACHER_EPOCHS = 20
 UNLABELLED, FINETUNE, ANNEAL = "--unlabelled" in sys.argv, "--finetune" in sys.argv, "--anneal" in sys.argv
+SEEDS = option("seeds", 3)  # runs per variant, seeds 0 .. SEEDS - 1
+BATCH = option("batch", 125)  # labelled images per step
+LR = option("lr", 1e-3)  # Adam's peak learning rate (one-cycle schedule)
 MU = option("mu", 1)  # unlabelled images per labelled one in a step (FixMatch's mu), with --unlabelled
 TEACHER = option("teacher", "mvmr")  # which label-free teacher: bench's MV-MR run, or the cifar10_mira recipe
 USE_TEACHER = any(a == "--teacher" or a.startswith("--teacher=") for a in sys.argv[1:])
-PROVIDERS = {"pixels": {}, "hog": {"params": {"orientations": 9, "pixels_per_cell": 8, "cells_per_block": 2}},
+PROVIDERS = HAND_PROVIDERS = {"pixels": {}, "hog": {"params": {"orientations": 9, "pixels_per_cell": 8, "cells_per_block": 2}},
              "lsd": {"params": {"size": 3}}}
 
 
@@ -70,6 +78,12 @@ def load():
 
 
 def train(weight: float, seed: int, data) -> float:
+    """One run: test accuracy of the classifier trained with the labels (and the regulariser at ``weight``)."""
+    with tempfile.TemporaryDirectory(prefix="mvmr-regularizer-features-") as cache_dir:  # a fresh feature cache
+        return train_in(weight, seed, data, Path(cache_dir))
+
+
+def train_in(weight: float, seed: int, data, cache_dir: Path) -> float:
     x, y, xt, yt, unlabelled, keep = data
     torch.manual_seed(seed)
     g, g_unlabelled = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1000)
@@ -85,16 +99,16 @@ def train(weight: float, seed: int, data) -> float:
     reg = mvmr.FeatureRegularizer({n: {"weight": weight, **p} for n, p in PROVIDERS.items()}, embedding_dim=512,
                                   image_size=32) if weight else None
     cross = reg is not None and any(p.get("view") == "cross" for p in PROVIDERS.values())
-    if cross:  # the teacher on the original images, once per image: rows of the feature cache by train index
-        reg.enable_cache(CACHE, f"{DATA_TAG}-train", n=len(unlabelled), image_size=32)
+    if cross:  # the teacher on the original images, once per image and run (its pass counted in the run's time)
+        reg.enable_cache(cache_dir, f"{DATA_TAG}-train", n=len(unlabelled), image_size=32)
     params = list(model.parameters()) + (list(reg.parameters()) if reg is not None else [])  # the adaptor's
-    opt = torch.optim.Adam(params, lr=1e-3, weight_decay=5e-4)
-    steps = epochs * (len(x) // 125)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps)
+    opt = torch.optim.Adam(params, lr=LR, weight_decay=5e-4)
+    steps = epochs * math.ceil(len(x) / BATCH)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps)
     model.train()
     step = 0
     for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=g).split(125):
+        for idx in torch.randperm(len(x), generator=g).split(BATCH):
             images, rows = pad_crop_flip(x[idx], g), keep[idx]
             if UNLABELLED and reg is not None:  # MU times as many from all train images, for the regulariser only
                 extra = torch.randint(len(unlabelled), (MU * len(idx),), generator=g_unlabelled)
@@ -121,7 +135,6 @@ def label_free_teacher() -> Path:
     """A checkpoint pretrained on all 10,000 train images of the sample, no labels (trained once, cached): the
     bench's MV-MR run, or with ``--teacher=mira`` the shipped ``cifar10_mira`` recipe."""
     import shutil
-    import tempfile
 
     from common import HAND, cifar_tree
     from mvmr.config import build_recipe
@@ -131,8 +144,10 @@ def label_free_teacher() -> Path:
     if TEACHER in ("mira", "lite0"):  # a shipped recipe, as a user runs it
         tree = read_recipe_tree(resolve_recipe({"mira": "cifar10_mira", "lite0": "cifar10_distill_lite"}[TEACHER]))
         tree["data"]["root"], tree["trainer"]["progress"] = str(NPZ), False
-        if option("teacher-epochs"):  # a longer pretraining than the recipe's own epochs, its schedule stretched
+        if option("teacher-epochs"):  # another length than the recipe's own epochs, its schedule stretched; at a
+            # set budget no report of the teacher's own k-NN (an evaluation, not a part of training)
             tree["optim"]["epochs"] = tree["eval"]["knn_every"] = int(option("teacher-epochs"))
+            tree["eval"]["teacher_knn"] = False
         name = f"{tree['method'] if TEACHER == 'mira' else 'lite0_distilled'}_label_free_{DATA_TAG}_e{tree['optim']['epochs']}.pt"
     else:
         tree = cifar_tree(TEACHER_EPOCHS, method="mvmr", providers=HAND, student={"zero_init_residual": False})
@@ -151,12 +166,13 @@ def label_free_teacher() -> Path:
     return path
 
 
-CACHE = Path(__file__).resolve().parent / ".cache" / "regularizer-features"
 if USE_TEACHER and TEACHER == "lite0" and not FINETUNE:  # the ImageNet teacher itself, on the original images
     PROVIDERS = {"efficientnet-lite0": {"objective": option("objective", "cos_smoothl1"), "view": "cross",
                                        "standardize": option("standardize", "layernorm"), "representation": "backbone",
                                        "params": {"size": 128, **({"output": "logits"} if option("objective") == "kd"
                                                                   else {})}}}
+    if option("hand"):  # --hand=W: MV-MR's hand-crafted providers beside the teacher, 1 − dCor at weight W each
+        PROVIDERS.update({n: {**p, "weight": float(option("hand")), "view": "cross"} for n, p in HAND_PROVIDERS.items()})
 elif USE_TEACHER:
     head = {k: v for k, v in {"hidden": option("hidden") and int(option("hidden")),
                               "adaptor": option("adaptor")}.items() if v is not None}
@@ -200,7 +216,7 @@ if "--probe" in sys.argv:
     linear_probe(data)
     sys.exit(0)
 for weight in weights:
-    t0, accs = time.perf_counter(), [train(weight, seed, data) for seed in (0, 1, 2)]
+    t0, accs = time.perf_counter(), [train(weight, seed, data) for seed in range(SEEDS)]
     emit(bench="regularizer", providers=[Path(n).name for n in sorted(PROVIDERS)] if weight else [], weight=weight, labelled=len(data[0]),
          unlabelled=len(data[4]) if UNLABELLED and weight else 0, mu=MU if UNLABELLED and weight else 0,
          anneal=ANNEAL and bool(weight), init="label_free_teacher" if FINETUNE else "random",
@@ -208,6 +224,7 @@ for weight in weights:
          if weight and USE_TEACHER else None,
          teacher=("efficientnet-lite0@128" if TEACHER == "lite0" and not FINETUNE else Path(label_free_teacher()).name)
          if (USE_TEACHER and weight) or FINETUNE else None,
-         epochs=epochs, seeds=3, test_acc_mean=round(statistics.mean(accs), 2), test_acc_std=round(statistics.stdev(accs), 2),
-         test_accs=[round(a, 2) for a in accs], minutes_per_run=round((time.perf_counter() - t0) / 180, 2),
+         **({"hand_weight": float(option("hand"))} if option("hand") and weight else {}),
+         epochs=epochs, batch=BATCH, lr=LR, seeds=SEEDS, test_acc_mean=round(statistics.mean(accs), 2), test_acc_std=round(statistics.stdev(accs), 2) if SEEDS > 1 else None,
+         test_accs=[round(a, 2) for a in accs], minutes_per_run=round((time.perf_counter() - t0) / 60 / SEEDS, 2),
          threads=torch.get_num_threads())
