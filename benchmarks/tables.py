@@ -58,6 +58,11 @@ def num(value, digits: int = 2) -> str:
     return text + "0" if text.endswith(".") else text
 
 
+def signed(d: float) -> str:
+    """A difference with its sign, as the docs print it."""
+    return ("+" if d >= 0 else "−") + num(abs(d))
+
+
 class Used:
     """The line numbers every table read (for ``--unused``)."""
     lines: set[int] = set()
@@ -596,11 +601,6 @@ def regularizer_teachers(rows):
     return "\n".join(out) + "\n"
 
 
-def signed(d: float) -> str:
-    """A difference with its sign, as the docs print it."""
-    return ("+" if d >= 0 else "−") + num(abs(d))
-
-
 REAL_FIRST = (323, 333)  # EfficientNet-Lite0 and 1,000 labels, first round: 40 epochs, 125 labelled a step
 REAL_BUDGET = (334, 10**6)  # the same at one budget per run: 32 labelled + 128 unlabelled a step
 
@@ -613,10 +613,9 @@ def regularizer_budget(rows):
            "test accuracy, mean ± std (3 seeds) | against the labels alone | min/run |", "|---|---|---|---|---|---|"]
     alone = one(rows, "regularizer", REAL_BUDGET, weight=0.0, init="random")["test_acc_mean"]
     stage = one(rows, "regularizer", REAL_BUDGET, variant="label_free_teacher")  # the peer's label-free stage
-    runs = [r for r in select(rows, "regularizer", REAL_BUDGET, seeds=3)]
-    for r in sorted(runs, key=lambda r: bool(r["weight"] or r.get("init") != "random")):  # the labels alone first
-        label, _ = regularizer_label(r)
-        label = "labels alone" if label == "none" else label
+    is_alone = lambda r: not r["weight"] and r.get("init") == "random"  # noqa: E731
+    for r in sorted(select(rows, "regularizer", REAL_BUDGET, seeds=3), key=lambda r: not is_alone(r)):
+        label = "labels alone" if is_alone(r) else regularizer_label(r)[0]
         minutes = r["minutes_per_run"]
         if r.get("init") == "label_free_teacher":  # the two-stage peer: its label-free stage counted in each run
             label = (f"two stages: `cifar10_distill_lite` without labels ({stage['epochs']} epochs, k-NN "
@@ -625,7 +624,7 @@ def regularizer_budget(rows):
         unlabelled = r["batch"] * r["mu"] if r.get("unlabelled") else 0
         diff = r["test_acc_mean"] - alone
         out.append(f"| {label} | {r['batch']} + {unlabelled} | {r['epochs']} | {num(r['test_acc_mean'])} ± "
-                   f"{num(r['test_acc_std'])} | {signed(diff) if r['weight'] or r.get('init') != 'random' else '–'} | "
+                   f"{num(r['test_acc_std'])} | {'–' if is_alone(r) else signed(diff)} | "
                    f"{num(minutes, 1)} |")
     out.append(f"| the teacher kept: a logistic regression on its frozen features | – | – | {num(probe['test_acc'])} "
                f"(one fit) | {signed(probe['test_acc'] - alone)} | – |")
@@ -769,7 +768,7 @@ def quickstart_init(rows):
 
 def verdict(diffs: list[float]) -> str:
     """gain / loss when every seed moves by more than a point that way, level otherwise."""
-    shown = " / ".join(("+" if d >= 0 else "−") + num(abs(d)) for d in diffs)
+    shown = " / ".join(signed(d) for d in diffs)
     word = "gain" if min(diffs) > 1 else "**loss**" if max(diffs) < -1 else "level"
     return f"{shown} ({word})"
 
