@@ -152,10 +152,12 @@ class ProviderConfig(Section):
     representation: Literal["projector", "backbone", "spatial"] = Field(
         "projector", description="the student's side: projector output, backbone features, or the backbone's last "
                                  "feature map against the provider's dense features")
-    standardize: Literal["none", "layernorm", "dimension"] = Field(
+    standardize: Literal["none", "layernorm", "dimension", "phis"] = Field(
         "none", description="layernorm: each feature vector to zero mean, unit variance (FD's non-affine "
                             "LayerNorm); dimension: each dimension to zero mean, unit variance over the data seen "
-                            "in training (running statistics, checkpointed)")
+                            "in training (running statistics, checkpointed); phis: RADIO's PHI-S, the features "
+                            "rotated by PCA then a Hadamard matrix and scaled by one number, so every dimension has "
+                            "unit variance (running statistics, checkpointed)")
     bank: int = Field(0, ge=0, description="with view: augmented, the teacher's outputs on the views of this many "
                       "epochs are computed once and stored in the feature cache (FKD's idea on mvmr's deterministic "
                       "views); the run's augmentations then cycle with this period: epoch e shows the views of "

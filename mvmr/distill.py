@@ -27,7 +27,7 @@ def with_teachers(providers: dict[str, dict[str, Any]], names: Optional[Sequence
     and its params too (but its weight file) when it is the same kind (e.g. a second CIFAR ResNet-18 read at the
     first one's size and statistics); another kind has its own (empty) params, but for how the first is read
     (``output: logits``: a teacher that has no logits to give is refused unless ``objective`` replaces the
-    recipe's). ``weights`` (none, or one per teacher, in order) sets each one's local weight file; ``objective``
+    recipe's). ``weights`` (none, one per teacher in order, or ``KEY=FILE`` for some of them) sets their local weight files; ``objective``
     every teacher's objective (with the objective's default params). Extractors stay as they are."""
     old = teacher_entries(providers)
     for name in names or ():
@@ -45,18 +45,28 @@ def with_teachers(providers: dict[str, dict[str, Any]], names: Optional[Sequence
             key = name if not seen else f"{name}#{seen + 1}"
             chosen[key] = old.get(key) or {**template, "params": _read_as(first_name, first, name, objective),
                                            **({"provider": name} if seen else {})}
-    weights = list(weights)
-    if weights and len(weights) != len(chosen):
-        raise ConfigError(f"--teacher-weights was given {len(weights)} time(s) for {len(chosen)} teacher(s); give "
-                          f"one per teacher, in the same order")
-    for i, (key, entry) in enumerate(chosen.items()):
-        if weights:
-            path = str(Path(weights[i]).expanduser().resolve())
+    files = weight_files(list(chosen), [str(w) for w in weights])
+    for key, entry in chosen.items():
+        if key in files:
+            path = str(Path(files[key]).expanduser().resolve())
             entry = {**entry, "params": {**entry.get("params", {}), "weights": path}}
         if objective is not None:
             entry = {**entry, "objective": objective, "objective_params": {}}
         chosen[key] = entry
     return {**{n: p for n, p in providers.items() if n not in old}, **chosen}
+
+
+def weight_files(keys: Sequence[str], weights: Sequence[str]) -> dict[str, str]:
+    """Each teacher key's weight file from ``--teacher-weights``: one per teacher in order, or ``KEY=FILE`` for the
+    teachers that need one (e.g. an in-domain checkpoint beside a teacher whose weights ship in a package)."""
+    named = [w.split("=", 1) for w in weights if "=" in w and w.split("=", 1)[0] in keys]
+    if named and len(named) == len(weights):
+        return dict(named)
+    if weights and len(weights) != len(keys):
+        raise ConfigError(f"--teacher-weights was given {len(weights)} time(s) for {len(keys)} teacher(s); give "
+                          f"one per teacher, in the same order, or KEY=FILE for some of them (keys: "
+                          f"{', '.join(keys)})")
+    return dict(zip(keys, weights))
 
 
 def as_ensemble(providers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

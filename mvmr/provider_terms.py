@@ -37,6 +37,7 @@ from .models import pools_map
 from .losses.distill import build_objective
 from .providers import Provider
 from .registry import build_providers, objectives
+from .standardize import Standardize
 
 VIEWS = ("original", "augmented")
 ProviderSpec = Union[float, Mapping[str, Any], ProviderConfig, Provider]
@@ -69,32 +70,6 @@ def spatial_dim(provider: Provider, image_size: int) -> int:
         return int(provider.spatial(torch.zeros(2, 3, image_size, image_size)).shape[1])
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-
-
-class Standardize(nn.Module):
-    """A provider's features rescaled before the objective so that every dimension weighs alike: ``layernorm``
-    (each row to zero mean, unit variance: FD's non-affine LayerNorm) or ``dimension`` (each dimension to zero mean,
-    unit variance over every training row seen so far: running float64 sums of the global batches, checkpointed;
-    a frozen teacher's statistics do not drift, so the running estimate only sharpens)."""
-
-    def __init__(self, mode: str, dim: int) -> None:
-        super().__init__()
-        self.mode = mode
-        if mode == "dimension":
-            self.register_buffer("moments", torch.zeros(3, dim, dtype=torch.float64))  # count, Σx, Σx²
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        if self.mode == "none":
-            return t
-        if self.mode == "layernorm":
-            return F.layer_norm(t.float(), t.shape[-1:], eps=1e-6)
-        x = t.detach().double()
-        if self.training or not self.moments[0, 0]:
-            self.moments += torch.stack([torch.full_like(x[0], len(x)), x.sum(0), x.pow(2).sum(0)])
-        count, total, squares = self.moments
-        mean = total / count
-        std = (squares / count - mean.pow(2)).clamp_min(0).add(1e-6).sqrt()
-        return ((t.double() - mean) / std).float()
 
 
 def _config(name: str, spec: ProviderSpec, default_view: Optional[str]) -> ProviderConfig:
@@ -222,17 +197,20 @@ class ProviderTerms(nn.Module):
                 raise ConfigError(f"providers.{name}: objective '{cfg.objective}' learns a head from the student's "
                                   f"{cfg.representation} to the provider's features, so it needs both widths: pass "
                                   f"embedding_dim= and image_size=")
-            if cfg.standardize == "dimension" and not teacher_dim:
-                raise ConfigError(f"providers.{name}: standardize: dimension keeps statistics of each of the "
+            if cfg.standardize in ("dimension", "phis") and not teacher_dim:
+                raise ConfigError(f"providers.{name}: standardize: {cfg.standardize} keeps statistics of each of the "
                                   f"provider's dimensions, so it needs their number: pass image_size=")
             if len(self.student_views(cfg)) > 1 and any(True for _ in head.buffers()):
                 raise ConfigError(f"providers.{name}: objective '{cfg.objective}' keeps a queue of past features, "
                                   f"which the local crops would fill once per crop; use loss.local_crops: 0 or "
                                   f"another objective")
             heads.append(head)
-            standardizers.append(Standardize(cfg.standardize, teacher_dim))
+            try:
+                standardizers.append(Standardize(cfg.standardize, teacher_dim))
+            except ConfigError as exc:
+                raise ConfigError(f"providers.{name}: {exc}") from None
         self.heads = nn.ModuleList(heads)  # in spec order; learned parts (predictors, queues) are checkpointed
-        self.standardizers = nn.ModuleList(standardizers)  # running statistics (standardize: dimension)
+        self.standardizers = nn.ModuleList(standardizers)  # running statistics (standardize: dimension, phis)
         self.names = {name: f"{cfg.objective}/{name}" for name, cfg in self.configs.items()}
         self.weights = {self.names[n]: cfg.weight for n, cfg in self.configs.items()}
         self.source: Optional[Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]] = None  # the feature cache

@@ -21,6 +21,7 @@ from mvmr.losses.distill import CosineSmoothL1, predictor
 from mvmr.models import Student
 from mvmr.provider_terms import ProviderTerms, Standardize, StudentRows
 from mvmr.providers import Provider
+from mvmr.standardize import hadamard
 from test_distill import RECIPES, distill_args  # the two-step CLI run of test_distill.py
 
 
@@ -110,7 +111,57 @@ def test_dimension_standardisation_is_the_running_z_score_of_all_rows_seen_and_i
     assert torch.allclose(first.mean(0), torch.zeros(4), atol=1e-5)
 
 
+@pytest.mark.parametrize("n", [1, 2, 12, 20, 40, 512, 1280])
+def test_hadamard_is_orthonormal_with_equal_magnitude_entries(n):
+    h = hadamard(n)
+    assert torch.allclose(h @ h.T, torch.eye(n, dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(h.abs(), torch.full_like(h, n ** -0.5))  # spreads any one axis's variance evenly
+
+
+def test_hadamard_of_a_width_it_cannot_build_is_one_line_naming_the_fix():
+    with pytest.raises(ConfigError, match="gives 10; use standardize: dimension"):
+        hadamard(10)
+
+
+def test_phis_gives_every_dimension_unit_variance_keeps_geometry_and_is_checkpointed():
+    g = torch.Generator().manual_seed(0)
+    mix = torch.randn(20, 20, generator=g) * torch.logspace(-1, 1, 20)  # very unequal variances
+    x = (torch.randn(3000, 20, generator=g) @ mix + 5).double()
+    std = Standardize("phis", 20).train()
+    out = std(x.float()).double()
+    assert torch.allclose(out.mean(0), torch.zeros(20, dtype=torch.float64), atol=1e-4)
+    assert torch.allclose(out.var(0, unbiased=False), torch.ones(20, dtype=torch.float64), atol=1e-3)
+    centred = x - x.mean(0)  # a rotation and one scale: pairwise distances keep their ratios
+    ratio = torch.cdist(out[:50], out[:50]) / torch.cdist(centred[:50], centred[:50]).clamp_min(1e-12)
+    off_diagonal = ratio[~torch.eye(50, dtype=torch.bool)]
+    assert torch.allclose(off_diagonal, off_diagonal.mean().expand_as(off_diagonal), rtol=1e-3)
+    assert torch.isclose(off_diagonal.mean() ** 2, 20 / centred.pow(2).sum(1).mean(), rtol=1e-3)
+    restored = Standardize("phis", 20)
+    restored.load_state_dict(std.state_dict())
+    restored.eval()
+    assert torch.allclose(restored(x[:7].float()), std.eval()(x[:7].float()))
+
+
+def test_phis_rederives_its_rotation_only_when_the_rows_seen_double():
+    std = Standardize("phis", 4).train()
+    derived = []
+    for _ in range(9):
+        std(torch.randn(10, 4))
+        derived.append(int(std.derived_at))
+    assert derived == [10, 20, 20, 40, 40, 40, 40, 80, 80]
+
+
 # several teachers ---------------------------------------------------------------------------------------------
+def test_weight_files_by_key_leave_the_other_teachers_their_own_weights(tmp_path):
+    providers = {"efficientnet-lite0": {"weight": 1.0, "objective": "cos_smoothl1", "params": {"size": 128}}}
+    out = with_teachers(providers, ["efficientnet-lite0", "torchvision:resnet18"],
+                        [f"torchvision:resnet18={tmp_path / 'e.pt'}"])
+    assert "weights" not in out["efficientnet-lite0"]["params"]  # its weights ship in its package
+    assert out["torchvision:resnet18"]["params"]["weights"] == str((tmp_path / "e.pt").resolve())
+    with pytest.raises(ConfigError, match="or KEY=FILE for some of them \\(keys: efficientnet-lite0, torch"):
+        with_teachers(providers, ["efficientnet-lite0", "torchvision:resnet18"], [f"resnet18={tmp_path / 'e.pt'}"])
+
+
 def test_with_teachers_one_term_each_with_the_template_and_per_teacher_weight_files(tmp_path):
     providers = {"pixels": {"weight": 0.5},
                  "clip-vit-b16": {"weight": 2.0, "objective": "cos_smoothl1", "standardize": "layernorm",
@@ -244,6 +295,26 @@ def test_the_multi_teacher_recipe_keeps_its_teachers_and_takes_one_weight_file_e
     assert all(p["objective"] == "kd" and p["params"]["output"] == "logits" for p in saved.values())
     last = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "loss" in r][-1]
     assert {"kd/torchvision:resnet18", "kd/torchvision:resnet18#2"} <= set(last)
+
+
+def test_the_foreign_plus_in_domain_recipe_takes_the_in_domain_file_by_key(tmp_path):
+    """The documented path: `mvmr distill cifar10_distill_multi_lite --teacher efficientnet-lite0 --teacher
+    torchvision:resnet18 --teacher-weights torchvision:resnet18=FILE`: Lite0 keeps its packaged ImageNet weights,
+    the in-domain ResNet-18 reads the file at 32 px with CIFAR statistics, one cos + smooth-L1 term each."""
+    import torchvision
+
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp_path / "e.pt")
+    result = CliRunner().invoke(app, distill_args(
+        tmp_path, "cifar10_distill_multi_lite", "--teacher", "efficientnet-lite0", "--teacher",
+        "torchvision:resnet18", "--teacher-weights", f"torchvision:resnet18={tmp_path / 'e.pt'}",
+        "--set", "providers.efficientnet-lite0.params.size=64"))
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    saved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["providers"]
+    assert "weights" not in saved["efficientnet-lite0"]["params"]
+    assert saved["torchvision:resnet18"]["params"]["weights"] == str(tmp_path / "e.pt")
+    assert saved["torchvision:resnet18"]["params"]["size"] == 32
+    last = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "loss" in r][-1]
+    assert {"cos_smoothl1/efficientnet-lite0", "cos_smoothl1/torchvision:resnet18"} <= set(last)
 
 
 # function matching: mixup, the teacher on the student's mixed image -----------------------------------------------

@@ -83,7 +83,8 @@ def distill(teacher: list[str] = typer.Option([], "--teacher", help="Teacher nam
             recipe_name: str = typer.Argument("stl10_distill_clip", metavar="[RECIPE]",
                                               help="Recipe: a YAML file or a packaged recipe name."),
             teacher_weights: list[Path] = typer.Option([], "--teacher-weights", help="Local weight file; with several "
-                                                       "--teacher, one per teacher in the same order."),
+                                                       "--teacher, one per teacher in the same order, or KEY=FILE "
+                                                       "for the teachers that need one."),
             objective: Optional[str] = typer.Option(None, "--objective", help="The teacher terms' objective "
                                                     "(mvmr objectives: cos_smoothl1, mse, cosine, dcor, ...); "
                                                     "default: the recipe's."),
