@@ -494,6 +494,58 @@ def teachers_weak(rows):
 
 # --- MIRA at small scale ---------------------------------------------------------------------------------------------
 
+MULTI = (343, 10**6)  # bench_multi_teacher.py: EfficientNet-Lite0, Lite2 (ImageNet) and teacher E (CIFAR labels)
+TEACHER_NAMES = {"lite0": "EfficientNet-Lite0", "lite2": "EfficientNet-Lite2", "e": "E"}
+
+
+def teacher_set(variant: str) -> str:
+    return " + ".join(TEACHER_NAMES[t] for t in variant.split("+"))
+
+
+@table("multi_real_teachers")
+def multi_real_teachers(rows):
+    """The three teachers of bench_multi_teacher.py: k-NN, pass minutes, and their features side by side."""
+    t = one(rows, "multi_teacher", MULTI, variant="teachers")
+    e = one(rows, "distill_transfer", (342, 342), variant="teacher_e")
+    size = t["lite2_size"]
+    what = {"lite0": "ImageNet, at 128 px", "lite2": f"ImageNet, at {size} px",
+            "e": f"the sample's 10,000 labels, at 32 px (ResNet-18, test accuracy {num(e['test_acc'])})"}
+    out = ["| teacher | trained on | k-NN | one pass over the train images (min) |", "|---|---|---|---|"]
+    out += [f"| {TEACHER_NAMES[k]} | {w} | {num(t['knn_' + k])} | {num(t['pass_minutes'][k])} |" for k, w in what.items()]
+    side = ", ".join(f"{teacher_set(k[len('knn_concatenated_'):])} {num(v)}" for k, v in t.items()
+                     if k.startswith("knn_concatenated_"))
+    return "\n".join(out) + f"\n\nFeatures side by side (each teacher's L2-normalised), k-NN: {side}.\n"
+
+
+def multi_students(rows, spec: list[tuple[str, dict]]) -> str:
+    t = one(rows, "multi_teacher", MULTI, variant="teachers")
+    best = max(t["knn_lite0"], t["knn_lite2"], t["knn_e"])
+    cols = [Col("k-NN, seed 0 / 1", per_seed("student_knn")), Col("mean", mean_of("student_knn")),
+            Col(f"against the best teacher ({num(best)})",
+                lambda recs: " / ".join(signed(r["student_knn"] - best) for r in recs if r)),
+            epochs_col(), Col("teacher passes (min)", lambda recs: num(next(r for r in recs if r)["teacher_minutes"])),
+            Col("minutes a run", per_seed("minutes", 1))]
+    return Runs("multi_teacher", spec, cols, MULTI, first="student of")(rows)
+
+
+@table("multi_real_students")
+def multi_real_students(rows):
+    """bench_multi_teacher.py's students at one budget: each teacher alone, the pairs and all three (layernorm)."""
+    variants = ["lite0", "lite2", "e", "lite0+e", "lite0+lite2", "lite0+lite2+e"]
+    return multi_students(rows, [(teacher_set(v), {"variant": v, "standardize": "layernorm"}) for v in variants])
+
+
+@table("multi_real_standardize")
+def multi_real_standardize(rows):
+    """The standardisation of each teacher's features, on the same students."""
+    done = latest(select(rows, "multi_teacher", MULTI), "variant", "standardize")
+    keys = sorted({k for k in done if k[0] != "teachers"}, key=lambda k: (k[0], k[1]))
+    variants = sorted({v for v, s in keys if s != "layernorm"})
+    spec = [(f"{teacher_set(v)}, {s}", {"variant": v, "standardize": s}) for v in variants
+            for s in ("layernorm", "dimension", "phis") if (v, s) in keys]
+    return multi_students(rows, spec)
+
+
 def mira_rows(rows, span, minutes: bool = True) -> str:
     out = ["| lever(s) | epochs | K | k-NN init → end | NMI init → end | entropy student / targets (ln K) |"
            + (" min |" if minutes else ""), "|---|---|---|---|---|---|" + ("---|" if minutes else "")]
@@ -815,6 +867,13 @@ def glance(rows):
                                       seeds_of(rows, "distill_transfer", ef, variant="kd_f"))]
     row("two teachers of one recipe (`cifar10_distill_multi`), k-NN (seeds 0 / 1)", multi, best, "one head each",
         "the better one-teacher student", ("Several teachers", "docs/studies/several-teachers.md"))
+    lite_e = seeds_of(rows, "multi_teacher", MULTI, variant="lite0+e", standardize="layernorm")
+    singles = [seeds_of(rows, "multi_teacher", MULTI, variant=v, standardize="layernorm")
+               for v in ("lite0", "lite2", "e")]
+    best_single = [max(s[i] for s in singles if len(s) > i) for i in range(len(lite_e))]
+    row("ImageNet EfficientNet-Lite0 beside an in-domain ResNet-18 (`cifar10_distill_multi_lite`), ~10 CPU-minutes, "
+        "k-NN (seeds 0 / 1)", lite_e, best_single, "one term each", "the best one-teacher student",
+        ("Several teachers", "docs/studies/several-teachers.md"))
     mira = one(rows, "mira_search", (146, 166), variant="k30+ts03+q3840+ema")
     sk = one(rows, "mira_search", (146, 166), variant="sinkhorn:k30+ts05+q3840")
     row("plain MIRA, CIFAR-10 sample, 14 epochs, k-NN (init 20.7)", [mira["knn_top1"]], [sk["knn_top1"]],

@@ -23,12 +23,12 @@ def with_teachers(providers: dict[str, dict[str, Any]], names: Optional[Sequence
     """``providers`` (a resolved recipe's section) with the teachers ``names`` in place of every teacher in it, one
     term each (a name given twice, e.g. two checkpoints of one architecture, is keyed ``NAME#2``); ``None`` keeps
     the recipe's teachers. A teacher the recipe already holds under that key keeps its entry; another starts from
-    the recipe's first teacher's weight, objective, view, representation, standardisation and objective params,
-    and its params too (but its weight file) when it is the same kind (e.g. a second CIFAR ResNet-18 read at the
-    first one's size and statistics); another kind has its own (empty) params, but for how the first is read
-    (``output: logits``: a teacher that has no logits to give is refused unless ``objective`` replaces the
-    recipe's). ``weights`` (none, one per teacher in order, or ``KEY=FILE`` for some of them) sets their local weight files; ``objective``
-    every teacher's objective (with the objective's default params). Extractors stay as they are."""
+    the recipe's first teacher's weight, objective, view, representation, standardisation and objective params, and
+    its params too (but its weight file) when it is the same kind (e.g. a second CIFAR ResNet-18 read at the first
+    one's size and statistics); another kind has its own (empty) params, but for how the first is read (``output:
+    logits``: a teacher that has no logits to give is refused unless ``objective`` replaces the recipe's).
+    ``weights`` (none, one per teacher in order, or ``KEY=FILE`` for some of them) sets their local weight files;
+    ``objective`` every teacher's objective (with the objective's default params). Extractors stay as they are."""
     old = teacher_entries(providers)
     for name in names or ():
         teachers.lookup(name)  # an unknown teacher: one clear line, with the closest name

@@ -82,7 +82,7 @@ class Standardize(nn.Module):
 
     @torch.no_grad()
     def _derive(self) -> None:
-        """mean, and rotation = U Hᵀ / α: Σ = U Λ Uᵀ, α² = mean(Λ) (the variance every dimension gets after H)."""
+        """mean, and rotation = U Hᵀ / α (Σ = U Λ Uᵀ, α² = mean(Λ): each dimension's variance after H)."""
         count = self.sums[0, 0]
         mean = self.sums[0, 1:] / count
         cov = self.sums[1:, 1:] / count - torch.outer(mean, mean)

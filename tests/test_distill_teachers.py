@@ -151,6 +151,13 @@ def test_phis_rederives_its_rotation_only_when_the_rows_seen_double():
     assert derived == [10, 20, 20, 40, 40, 40, 40, 80, 80]
 
 
+def test_phis_on_a_provider_of_an_unsupported_width_names_the_provider():
+    with pytest.raises(ConfigError, match="providers.pixels: standardize: phis .* gives 300; use standardize"):
+        ProviderTerms({"pixels": {"objective": "cos_smoothl1", "standardize": "phis"}}, {"projector": 8}, 10)
+    terms = ProviderTerms({"pixels": {"objective": "cos_smoothl1", "standardize": "phis"}}, {"projector": 8}, 8)
+    assert terms.standardizers[0].hadamard.shape == (192, 192)  # 3 x 8 x 8 = 12 * 16
+
+
 # several teachers ---------------------------------------------------------------------------------------------
 def test_weight_files_by_key_leave_the_other_teachers_their_own_weights(tmp_path):
     providers = {"efficientnet-lite0": {"weight": 1.0, "objective": "cos_smoothl1", "params": {"size": 128}}}
