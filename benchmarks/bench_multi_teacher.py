@@ -18,8 +18,8 @@ Rows (``python bench_multi_teacher.py ROW ... [--seed=N] [--budget=M] [--epoch-m
 
 Budget: each teacher's features are computed once, cached in benchmarks/.cache/features and shared by the rows;
 a row is charged that teacher's measured pass (the ``teachers`` row's minutes), and trains for the epochs that
-fit the rest of ``--budget`` at ``--epoch-minutes`` a student epoch (measured on a first row; ``--epochs``
-overrides). Every row prints its charged teacher minutes, its measured training minutes and their sum.
+fit the rest of ``--budget`` at ``--epoch-minutes`` a student epoch (default 0.4, the estimate every result line
+used; ``--epochs`` overrides). Every row prints its charged teacher minutes, its measured training minutes and their sum.
 """
 import json
 import sys
@@ -115,7 +115,7 @@ def student_row(teachers: list[str]) -> dict:
         raise SystemExit(f"the measured passes are of Lite2 at {passes['lite2_size']} px; rerun the teachers row "
                          f"with --lite2-size={LITE2_SIZE}")
     charged = sum(passes["minutes"][t] for t in teachers)
-    epochs = option("epochs", 0) or max(1, int((BUDGET - charged) // option("epoch-minutes", 0.25)))
+    epochs = option("epochs", 0) or max(1, int((BUDGET - charged) // option("epoch-minutes", 0.4)))
     recipe = build_recipe(tree(teachers, epochs))
     filled = time.perf_counter()
     build_caches(recipe)  # a hit after the first row of each teacher; its fill is charged as the measured pass

@@ -8,9 +8,6 @@ from torch import nn
 
 from .errors import ConfigError
 
-MODES = ("none", "layernorm", "dimension", "phis")
-
-
 def _paley(q: int) -> torch.Tensor:
     """Paley's construction I: a Hadamard matrix of order q + 1 from the quadratic residues of a prime q = 3 mod 4."""
     squares = {(i * i) % q for i in range(1, q)}
@@ -51,7 +48,7 @@ class Standardize(nn.Module):
         if mode == "dimension":
             self.register_buffer("moments", torch.zeros(3, dim, dtype=torch.float64))  # count, Σx, Σx²
         if mode == "phis":
-            self.register_buffer("hadamard", hadamard(dim))
+            self.register_buffer("hadamard", hadamard(dim), persistent=False)  # rebuilt, never checkpointed
             self.register_buffer("sums", torch.zeros(dim + 1, dim + 1, dtype=torch.float64))  # [1, x]ᵀ[1, x] summed
             self.register_buffer("mean", torch.zeros(dim))
             self.register_buffer("rotation", torch.eye(dim))  # features -> standardised: (x - mean) @ rotation
