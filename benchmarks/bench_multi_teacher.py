@@ -7,14 +7,21 @@ ResNet-18 trained with the sample's labels at 32 px, the in-domain teacher; trai
 Student: a ResNet-18 (torchvision init) at 32 px on the shared CIFAR-10 sample, no labels; k-NN (k=20, T=0.07) of
 its backbone features, train -> the 2,000 test images.
 
-Rows (``python bench_multi_teacher.py ROW ... [--seed=N] [--budget=M] [--epoch-minutes=X] [--standardize=MODE]``):
+Rows (``python bench_multi_teacher.py ROW ... [--seed=N] [--budget=M] [--epoch-minutes=X] [--epochs=N]
+[--standardize=MODE] [--stem=STEM] [--dense=W]``):
 - ``teachers``: each teacher's k-NN, the k-NN of their features side by side (each teacher's L2-normalised, for
   every pair and all three), and the minutes of one pass over the train images, written to
   benchmarks/.cache/multi_teacher_passes.json for the student rows to charge;
+- ``dense_step``: a training step with Lite0's summary term read from memory against the same step with the
+  ``--dense`` spatial term beside it (the teacher online), interleaved; ``--stem`` picks the student's stem;
 - a ``+``-joined set of teachers (``lite0``, ``lite0+e``, ``lite0+lite2+e``, ...): one student, one term per
   teacher (cos + smooth-L1 on the teacher's features of the original view, through RADIO's adaptor, weight 1
   each; MV-MR's cross view: the student sees a pad-4 crop + flip), ``--standardize`` of each teacher's features
-  (``layernorm``, ``dimension``, ``phis``), the shipped ``cifar10_distill_lite`` optimiser settings.
+  (``layernorm``, ``dimension``, ``phis``), the shipped ``cifar10_distill_lite`` optimiser settings;
+  ``--stem``: the student's ``student.stem`` (``small_kernel``: 3×3 stride-1 conv1, a 2×2 last map at 32 px
+  instead of 1×1); ``--dense=W``: beside Lite0's summary term, a ``spatial`` term of weight W on its last map
+  (4×4 at 128 px), the student's map resized to it, both on the augmented view with the teacher online (a map
+  is compared location by location, so teacher and student must see one view; its cost is in the row's minutes).
 
 Budget: each teacher's features are computed once, cached in benchmarks/.cache/features and shared by the rows;
 a row is charged that teacher's measured pass (the ``teachers`` row's minutes), and trains for the epochs that
@@ -43,6 +50,7 @@ PASSES = CACHE / "multi_teacher_passes.json"
 CIFAR_MEAN, CIFAR_STD = [0.4914, 0.4822, 0.4465], [0.247, 0.243, 0.261]
 SEED, BUDGET, LITE2_SIZE = option("seed", 0), option("budget", 10.0), option("lite2-size", 128)
 STANDARDIZE = option("standardize", "layernorm")
+STEM, DENSE = option("stem", "standard"), option("dense", 0.0)
 BATCH, LR = 128, 2e-3
 
 
@@ -66,14 +74,23 @@ def term(settings: dict) -> dict:
             "representation": "backbone", **settings}
 
 
-def tree(teachers: list[str], epochs: int) -> dict:
-    """The shipped cifar10_distill_lite setting with one term per teacher."""
+def dense_term(weight: float) -> dict:
+    """Lite0's last map (4×4 at 128 px) against the student's, resized to it, one row per location: both on the
+    student's augmented view (a map is compared location by location, so the teacher sees the same view), online."""
+    return {"lite0_dense": {**term(entries()["lite0"][1]), "provider": "efficientnet-lite0", "weight": weight,
+                            "view": "augmented", "representation": "spatial"}}
+
+
+def tree(teachers: list[str], epochs: int, dense: float = 0.0) -> dict:
+    """The shipped cifar10_distill_lite setting with one term per teacher, and with ``dense`` > 0 a spatial term
+    of that weight on Lite0's map."""
     known = entries()
+    providers = {known[t][0]: term(known[t][1]) for t in teachers}
     return {"method": "mvmr",
             "data": {"name": "npz", "root": str(NPZ), "image_size": 32,
                      "augment": {"crop": "pad", "pad": 4, "jitter_p": 0.0, "gray_p": 0.0, "blur_p": 0.0}},
-            "student": {"backbone": "resnet18", "projector": "512-512", "zero_init_residual": False},
-            "providers": {known[t][0]: term(known[t][1]) for t in teachers},
+            "student": {"backbone": "resnet18", "stem": STEM, "projector": "512-512", "zero_init_residual": False},
+            "providers": {**providers, **(dense_term(dense) if dense else {})},
             "loss": {"mse": 0.0, "variance": 0.0, "dcor_views": 0.0},
             "optim": {"name": "adam", "lr": LR, "weight_decay": 1e-6, "batch_size": BATCH, "epochs": epochs,
                       "warmup_epochs": 0.5},
@@ -114,9 +131,11 @@ def student_row(teachers: list[str]) -> dict:
     if "lite2" in teachers and passes["lite2_size"] != LITE2_SIZE:
         raise SystemExit(f"the measured passes are of Lite2 at {passes['lite2_size']} px; rerun the teachers row "
                          f"with --lite2-size={LITE2_SIZE}")
+    if DENSE and "lite0" not in teachers:
+        raise SystemExit("--dense adds a spatial term on Lite0's map beside its summary term; the row needs lite0")
     charged = sum(passes["minutes"][t] for t in teachers)
     epochs = option("epochs", 0) or max(1, int((BUDGET - charged) // option("epoch-minutes", 0.4)))
-    recipe = build_recipe(tree(teachers, epochs))
+    recipe = build_recipe(tree(teachers, epochs, DENSE))
     filled = time.perf_counter()
     build_caches(recipe)  # a hit after the first row of each teacher; its fill is charged as the measured pass
     filled = (time.perf_counter() - filled) / 60
@@ -131,6 +150,28 @@ def student_row(teachers: list[str]) -> dict:
             "cache_fill_minutes": round(filled, 2)}
 
 
+def dense_step_row(repeats: int = 3) -> dict:
+    """One training step (batch 128, 32 px, ``--stem``) with Lite0's summary term read from memory (as from the
+    cache), against the same step with the spatial term beside it (Lite0 online on the augmented view), interleaved."""
+    from common import best_times, step_fn
+    from mvmr.data import Batch
+    from mvmr.methods import build_method
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(BATCH, 3, 32, 32, generator=g)
+    batch = Batch(x, [x.flip(3)], torch.zeros(BATCH, dtype=torch.long), torch.arange(BATCH))
+    cached = torch.randn(BATCH, 1280, generator=g)
+    steps = {}
+    for key, weight in (("summary", 0.0), ("summary_dense", 1.0)):
+        torch.manual_seed(0)
+        method = build_method(build_recipe(tree(["lite0"], 1, weight))).train()
+        method.provider_terms.source = lambda name, images, index, view="original": cached  # the cache's rows
+        steps[key] = step_fn(method, batch)
+    t = best_times(steps, repeats)
+    return {**{f"{k}_ms": round(1000 * v, 1) for k, v in t.items()},
+            "dense_over_summary": round(t["summary_dense"] / t["summary"], 3), "stem": STEM, "batch": BATCH}
+
+
 def main() -> None:
     torch.set_num_threads(2)
     for row in [a for a in sys.argv[1:] if not a.startswith("--")]:
@@ -138,11 +179,15 @@ def main() -> None:
         if row == "teachers":
             emit(**common, **teachers_row(arrays()))
             continue
+        if row == "dense_step":
+            emit(bench="multi_teacher", variant=row, **dense_step_row())
+            continue
         teachers = row.split("+")
         unknown = [t for t in teachers if t not in ("lite0", "lite2", "e")]
         if unknown:
             raise SystemExit(f"unknown teacher {unknown[0]!r} in row {row!r}; rows join lite0, lite2 and e with '+'")
-        emit(**common, seed=SEED, standardize=STANDARDIZE, budget_minutes=BUDGET, **student_row(teachers))
+        extra = {"stem": STEM, "dense_weight": DENSE} if STEM != "standard" or DENSE else {}
+        emit(**common, seed=SEED, standardize=STANDARDIZE, budget_minutes=BUDGET, **extra, **student_row(teachers))
 
 
 if __name__ == "__main__":

@@ -494,7 +494,8 @@ def teachers_weak(rows):
 
 # --- MIRA at small scale ---------------------------------------------------------------------------------------------
 
-MULTI = (343, 10**6)  # bench_multi_teacher.py: EfficientNet-Lite0, Lite2 (ImageNet) and teacher E (CIFAR labels)
+MULTI = (343, 354)  # bench_multi_teacher.py: EfficientNet-Lite0, Lite2 (ImageNet) and teacher E (CIFAR labels)
+DENSE_REAL = (355, 10**6)  # bench_multi_teacher.py --dense: a spatial term on Lite0's map
 TEACHER_NAMES = {"lite0": "EfficientNet-Lite0", "lite2": "EfficientNet-Lite2", "e": "E"}
 
 
@@ -544,6 +545,30 @@ def multi_real_standardize(rows):
     spec = [(f"{teacher_set(v)}, {s}", {"variant": v, "standardize": s}) for v in variants
             for s in ("layernorm", "dimension", "phis") if (v, s) in keys]
     return multi_students(rows, spec)
+
+
+@table("dense_real")
+def dense_real(rows):
+    """bench_multi_teacher.py: Lite0's summary term alone and with a spatial term on its 4×4 map, one student stem."""
+    step = one(rows, "multi_teacher", DENSE_REAL, variant="dense_step")
+    stem = step["stem"]
+    cols = [Col("k-NN, seed 0 / 1", per_seed("student_knn")), Col("mean", mean_of("student_knn")), epochs_col(),
+            Col("minutes a run", per_seed("minutes", 1))]
+    where = {"variant": "lite0", "standardize": "layernorm", "stem": stem}
+    summary8, summary4, dense = ({**where, "dense_weight": w, "epochs": e} for w, e in ((0.0, 8), (0.0, 4), (1.0, 4)))
+    spec = [("summary term, 8 epochs (fewer minutes than the spatial row)", summary8),
+            ("summary term, 4 epochs (the spatial row's epochs)", summary4),
+            ("summary + `spatial` term (weight 1), 4 epochs", dense),
+            ("summary term, `standard` stem (1×1 map), from the several-teachers table",
+             {"variant": "lite0", "standardize": "layernorm", "span": MULTI})]
+    gain = [[a - b for a, b in zip(seeds_of(rows, "multi_teacher", DENSE_REAL, **dense),
+                                   seeds_of(rows, "multi_teacher", DENSE_REAL, **base))] for base in (summary4, summary8)]
+    return (Runs("multi_teacher", spec, cols, DENSE_REAL, first=f"student (ResNet-18 at 32 px, `{stem}` stem)")(rows)
+            + f"\nThe spatial term beside the summary term, seeds 0 / 1: {verdict(gain[0])} at equal epochs, "
+            f"{verdict(gain[1])} against the summary term's 8 epochs.\n"
+            + f"\nOne training step (batch {step['batch']}): {num(step['summary_ms'], 1)} ms with the summary term "
+            f"read from the cache, {num(step['summary_dense_ms'], 1)} ms with the spatial term beside it (Lite0 "
+            f"online on the augmented view): {num(step['dense_over_summary'], 2)}×.\n")
 
 
 def mira_rows(rows, span, minutes: bool = True) -> str:
