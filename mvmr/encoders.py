@@ -115,7 +115,7 @@ class FrozenEncoder(Provider):
                  interpolation: str = "bicubic", crop_pct: float = 1.0, half: bool = False,
                  encode: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
                  weights_id: Optional[str] = None,
-                 dense: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
+                 dense: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, pools_dense: bool = False) -> None:
         super().__init__()
         self.model = model
         self.out_dim, self.size, self.crop_pct = int(out_dim), int(size), float(crop_pct)
@@ -128,6 +128,7 @@ class FrozenEncoder(Provider):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.half = half
         self._encode, self._dense = encode, dense
+        self._pools_dense = pools_dense  # ``encode`` is the average pool of ``dense``: one forward serves both
         self._weights_id = weights_id
         self._digest: Optional[str] = None
 
@@ -136,8 +137,9 @@ class FrozenEncoder(Provider):
 
     @property
     def summary_pools_map(self) -> bool:
-        """A torchvision ResNet read the default way: its summary is the average pool of its last map."""
-        return self._encode is None and self._dense is None and pools_map(self.model)
+        """The summary is the average pool of the map: a torchvision ResNet read the default way, or an encoder
+        built with ``pools_dense``."""
+        return self._pools_dense or (self._encode is None and self._dense is None and pools_map(self.model))
 
     def weights_digest(self) -> str:
         """The file digest or pretrained tag when known (cheap), else a hash of the parameters."""

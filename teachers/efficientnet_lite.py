@@ -114,7 +114,7 @@ def lite_teacher(name: str, pretrained: str, weights: Optional[str], half: bool,
             return model.forward_head(model.forward_features(x), pre_logits=True)
     encoder = FrozenEncoder(model, model.num_classes if logits else model.num_features, size or LITE[name][3],
                             LITE_MEAN, LITE_STD, interpolation, crop_pct, half, encode=encode,
-                            weights_id=weights_id, dense=model.forward_features)
+                            weights_id=weights_id, dense=model.forward_features, pools_dense=not logits)
     encoder.description = (f"{name}, ImageNet ({'1000 logits' if logits else f'{model.num_features}-d'})"
                            if path is not None else f"{name}, random weights")
     return encoder

@@ -49,7 +49,11 @@ def test_own_size_spatial_map_and_size_override():
     teacher = create_provider("efficientnet-lite0")
     assert teacher.size == 224 and teacher.crop_pct == 1.0
     small = create_provider("efficientnet-lite0", size=128)
-    assert small.spatial(torch.rand(2, 3, 32, 32)).shape == (2, 1280, 4, 4)
+    x = torch.rand(2, 3, 32, 32)
+    assert small.spatial(x).shape == (2, 1280, 4, 4)
+    # the pooled features are the map's average pool, so a summary and a spatial term on one view share a forward
+    assert small.summary_pools_map and torch.allclose(small(x), small.spatial(x).mean((2, 3)), atol=1e-5)
+    assert not create_provider("efficientnet-lite0", output="logits").summary_pools_map
     assert small.weights_digest() != create_provider("efficientnet-lite0", output="logits").weights_digest()
 
 
