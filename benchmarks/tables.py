@@ -494,8 +494,9 @@ def teachers_weak(rows):
 
 # --- MIRA at small scale ---------------------------------------------------------------------------------------------
 
-MULTI = (343, 354)  # bench_multi_teacher.py: EfficientNet-Lite0, Lite2 (ImageNet) and teacher E (CIFAR labels)
-MULTI_MORE = (355, 10**6)  # bench_multi_teacher.py, later rows: the spatial term (--dense), the 25-minute budget
+MULTI = (343, 10**6)  # bench_multi_teacher.py: EfficientNet-Lite0, Lite2 (ImageNet) and teacher E (CIFAR labels)
+TEN = {"budget_minutes": 10.0, "stem": None}  # its main rows: 10 minutes planned, the standard stem
+MULTI_MORE = (355, 10**6)  # its later rows: the spatial term (--dense), the 25-minute budget
 TEACHER_NAMES = {"lite0": "EfficientNet-Lite0", "lite2": "EfficientNet-Lite2", "e": "E"}
 
 
@@ -533,16 +534,16 @@ def multi_students(rows, spec: list[tuple[str, dict]], span: tuple[int, int] = M
 def multi_real_students(rows):
     """bench_multi_teacher.py's students at one budget: each teacher alone, the pairs and all three (layernorm)."""
     variants = ["lite0", "lite2", "e", "lite0+e", "lite0+lite2", "lite0+lite2+e"]
-    return multi_students(rows, [(teacher_set(v), {"variant": v, "standardize": "layernorm"}) for v in variants])
+    return multi_students(rows, [(teacher_set(v), {"variant": v, "standardize": "layernorm", **TEN}) for v in variants])
 
 
 @table("multi_real_standardize")
 def multi_real_standardize(rows):
     """The standardisation of each teacher's features, on the same students."""
-    done = latest(select(rows, "multi_teacher", MULTI), "variant", "standardize")
+    done = latest(select(rows, "multi_teacher", MULTI, **TEN), "variant", "standardize")
     keys = sorted({k for k in done if k[0] != "teachers"}, key=lambda k: (k[0], k[1]))
     variants = sorted({v for v, s in keys if s != "layernorm"})
-    spec = [(f"{teacher_set(v)}, {s}", {"variant": v, "standardize": s}) for v in variants
+    spec = [(f"{teacher_set(v)}, {s}", {"variant": v, "standardize": s, **TEN}) for v in variants
             for s in ("layernorm", "dimension", "phis") if (v, s) in keys]
     return multi_students(rows, spec)
 
@@ -568,7 +569,7 @@ def dense_real(rows):
             ("summary term, 4 epochs (the spatial row's epochs)", summary4),
             ("summary + `spatial` term (weight 1), 4 epochs", dense),
             ("summary term, `standard` stem (1×1 map), from the several-teachers table",
-             {"variant": "lite0", "standardize": "layernorm", "span": MULTI})]
+             {"variant": "lite0", "standardize": "layernorm", "span": MULTI, **TEN})]
     gain = [[a - b for a, b in zip(seeds_of(rows, "multi_teacher", MULTI_MORE, **dense),
                                    seeds_of(rows, "multi_teacher", MULTI_MORE, **base))] for base in (summary4, summary8)]
     return (Runs("multi_teacher", spec, cols, MULTI_MORE, first=f"student (ResNet-18 at 32 px, `{stem}` stem)")(rows)
@@ -900,8 +901,8 @@ def glance(rows):
                                       seeds_of(rows, "distill_transfer", ef, variant="kd_f"))]
     row("two teachers of one recipe (`cifar10_distill_multi`), k-NN (seeds 0 / 1)", multi, best, "one head each",
         "the better one-teacher student", ("Several teachers", "docs/studies/several-teachers.md"))
-    lite_e = seeds_of(rows, "multi_teacher", MULTI, variant="lite0+e", standardize="layernorm")
-    singles = [seeds_of(rows, "multi_teacher", MULTI, variant=v, standardize="layernorm")
+    lite_e = seeds_of(rows, "multi_teacher", MULTI, variant="lite0+e", standardize="layernorm", **TEN)
+    singles = [seeds_of(rows, "multi_teacher", MULTI, variant=v, standardize="layernorm", **TEN)
                for v in ("lite0", "lite2", "e")]
     best_single = [max(s[i] for s in singles if len(s) > i) for i in range(len(lite_e))]
     row("ImageNet EfficientNet-Lite0 beside an in-domain ResNet-18 (`cifar10_distill_multi_lite`), ~10 CPU-minutes, "
