@@ -61,12 +61,16 @@ def teacher_e() -> Path:
     return bench_distill_transfer.teacher(bench_distill_transfer.arrays(), "e")
 
 
-def entries() -> dict[str, dict]:
-    """Each teacher's ``providers`` entry (the recipe's key -> its settings), features read on the original view."""
-    e_params = {"weights": str(teacher_e()), "size": 32, "crop_pct": 1.0, "mean": CIFAR_MEAN, "std": CIFAR_STD}
-    return {"lite0": ("efficientnet-lite0", {"params": {"size": 128}}),
-            "lite2": ("efficientnet-lite2", {"params": {"size": LITE2_SIZE}}),
-            "e": ("torchvision:resnet18", {"params": e_params})}
+TEACHERS = ("lite0", "lite2", "e")
+
+
+def entry(short: str) -> tuple[str, dict]:
+    """A teacher's ``providers`` entry (the recipe's key, its settings), features read on the original view; teacher
+    E's weight file is looked up (and trained once) only when E is asked for."""
+    if short == "e":
+        return "torchvision:resnet18", {"params": {"weights": str(teacher_e()), "size": 32, "crop_pct": 1.0,
+                                                   "mean": CIFAR_MEAN, "std": CIFAR_STD}}
+    return f"efficientnet-{short}", {"params": {"size": 128 if short == "lite0" else LITE2_SIZE}}
 
 
 def term(settings: dict) -> dict:
@@ -77,15 +81,14 @@ def term(settings: dict) -> dict:
 def dense_term(weight: float) -> dict:
     """Lite0's last map (4×4 at 128 px) against the student's, resized to it, one row per location: both on the
     student's augmented view (a map is compared location by location, so the teacher sees the same view), online."""
-    return {"lite0_dense": {**term(entries()["lite0"][1]), "provider": "efficientnet-lite0", "weight": weight,
+    return {"lite0_dense": {**term(entry("lite0")[1]), "provider": "efficientnet-lite0", "weight": weight,
                             "view": "augmented", "representation": "spatial"}}
 
 
 def tree(teachers: list[str], epochs: int, dense: float = 0.0) -> dict:
     """The shipped cifar10_distill_lite setting with one term per teacher, and with ``dense`` > 0 a spatial term
     of that weight on Lite0's map."""
-    known = entries()
-    providers = {known[t][0]: term(known[t][1]) for t in teachers}
+    providers = {name: term(settings) for name, settings in map(entry, teachers)}
     return {"method": "mvmr",
             "data": {"name": "npz", "root": str(NPZ), "image_size": 32,
                      "augment": {"crop": "pad", "pad": 4, "jitter_p": 0.0, "gray_p": 0.0, "blur_p": 0.0}},
@@ -103,7 +106,8 @@ def teachers_row(data) -> dict:
     """Each teacher's k-NN, the pairs' and the three's concatenated features' k-NN, each teacher's pass minutes."""
     x, y, xt, yt = data
     feats, out, passes = {}, {}, {}
-    for short, (name, settings) in entries().items():
+    for short in TEACHERS:
+        name, settings = entry(short)
         provider = create_provider(name, **settings["params"]).eval()
         started = time.perf_counter()
         train = features(provider, x)
@@ -183,7 +187,7 @@ def main() -> None:
             emit(bench="multi_teacher", variant=row, **dense_step_row())
             continue
         teachers = row.split("+")
-        unknown = [t for t in teachers if t not in ("lite0", "lite2", "e")]
+        unknown = [t for t in teachers if t not in TEACHERS]
         if unknown:
             raise SystemExit(f"unknown teacher {unknown[0]!r} in row {row!r}; rows join lite0, lite2 and e with '+'")
         extra = {"stem": STEM, "dense_weight": DENSE} if STEM != "standard" or DENSE else {}

@@ -8,6 +8,7 @@ from torch import nn
 
 from .errors import ConfigError
 
+
 def _paley(q: int) -> torch.Tensor:
     """Paley's construction I: a Hadamard matrix of order q + 1 from the quadratic residues of a prime q = 3 mod 4."""
     squares = {(i * i) % q for i in range(1, q)}
